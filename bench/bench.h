@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/* zerolink bench: shared declarations of the benchmark programs. */
+#ifndef ZL_BENCH_H
+#define ZL_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <zerolink/zerolink.h>
+
+struct bench_opts {
+	bool quick;
+	double stream_s; /* seconds per throughput run */
+	int runs;        /* runs per throughput point (median taken) */
+	int lat_iters;   /* round trips per latency point */
+	int cpu[2];      /* the two cores: side A, side B */
+	bool pinned;     /* false when the machine has one core */
+	const char *json;
+	const char *png;
+	const char *only; /* run only tests whose name contains this */
+};
+
+extern struct bench_opts bo;
+
+/* One measurement, as printed and as written to JSON. */
+struct result {
+	char path[32];
+	char test[24];
+	uint64_t size;
+	char metric[24];
+	char unit[12];
+	double median, p99, p999;
+};
+
+void result_add(const char *path, const char *test, uint64_t size, const char *metric,
+		const char *unit, double median, double p99, double p999);
+const struct result *result_find(const char *path, const char *test, uint64_t size,
+				 const char *metric);
+size_t result_count(void);
+const struct result *result_at(size_t i);
+
+/* utilities */
+uint64_t now_ns(void);
+void pin_to(int which); /* 0: side A core, 1: side B core */
+void sort_u64(uint64_t *v, size_t n);
+double pct_u64(const uint64_t *sorted, size_t n, double p);
+double median_d(double *v, size_t n);
+uint64_t cpu_ns_self(void);   /* user+sys of this process */
+uint64_t cpu_ns_pid(pid_t p); /* user+sys of a live child, from /proc */
+pid_t fork_child(int (*fn)(void *), void *arg, int cpu_side);
+int wait_child(pid_t pid);
+void *shared_page(size_t size);
+void progress(const char *fmt, ...);
+
+/* the groups of measurements */
+void bench_floor(void);
+void bench_latency(void);
+void bench_stream(void);
+void bench_pipeline(void);
+
+/* output */
+void report_table(void);
+int report_json(const char *path);
+int report_chart(const char *png);
+void report_ratios(void);
+
+#endif

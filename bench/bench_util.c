@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+struct bench_opts bo;
+
+static struct result *res;
+static size_t nres, capres;
+
+void result_add(const char *path, const char *test, uint64_t size, const char *metric,
+		const char *unit, double median, double p99, double p999)
+{
+	if (nres == capres) {
+		capres = capres ? capres * 2 : 64;
+		res = realloc(res, capres * sizeof(*res));
+		if (!res)
+			abort();
+	}
+	struct result *r = &res[nres++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->path, sizeof(r->path), "%s", path);
+	snprintf(r->test, sizeof(r->test), "%s", test);
+	r->size = size;
+	snprintf(r->metric, sizeof(r->metric), "%s", metric);
+	snprintf(r->unit, sizeof(r->unit), "%s", unit);
+	r->median = median;
+	r->p99 = p99;
+	r->p999 = p999;
+}
+
+const struct result *result_find(const char *path, const char *test, uint64_t size,
+				 const char *metric)
+{
+	for (size_t i = 0; i < nres; i++)
+		if (!strcmp(res[i].path, path) && !strcmp(res[i].test, test) &&
+		    res[i].size == size && !strcmp(res[i].metric, metric))
+			return &res[i];
+	return NULL;
+}
+
+size_t result_count(void)
+{
+	return nres;
+}
+
+const struct result *result_at(size_t i)
+{
+	return &res[i];
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void pin_to(int which)
+{
+	if (!bo.pinned)
+		return;
+	cpu_set_t s;
+	CPU_ZERO(&s);
+	CPU_SET(bo.cpu[which], &s);
+	sched_setaffinity(0, sizeof(s), &s);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+void sort_u64(uint64_t *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_u64);
+}
+
+double pct_u64(const uint64_t *s, size_t n, double p)
+{
+	if (n == 0)
+		return 0;
+	size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+	return (double)s[i < n ? i : n - 1];
+}
+
+double median_d(double *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_d);
+	if (n == 0)
+		return 0;
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+uint64_t cpu_ns_self(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
+}
+
+uint64_t cpu_ns_pid(pid_t p)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)p);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *q = strrchr(buf, ')');
+	if (!q)
+		return 0;
+	unsigned long ut = 0, st = 0;
+	/* fields after the command: state(3) ... utime(14) stime(15) */
+	if (sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return 0;
+	long hz = sysconf(_SC_CLK_TCK);
+	return (uint64_t)(ut + st) * (1000000000ull / (uint64_t)hz);
+}
+
+pid_t fork_child(int (*fn)(void *), void *arg, int cpu_side)
+{
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid == 0) {
+		pin_to(cpu_side);
+		_exit(fn(arg));
+	}
+	return pid;
+}
+
+int wait_child(pid_t pid)
+{
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void *shared_page(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	memset(p, 0, size);
+	return p;
+}
+
+void progress(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "\r\033[K  ");
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zerolink contexts: a process's membership in zerolink (its domain).
+ *
+ * Every call returns 0 (or a count) on success and a negative errno on
+ * failure; none of them touches errno.
+ */
+#ifndef ZEROLINK_CTX_H
+#define ZEROLINK_CTX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A process's handle on zerolink: its broker connection and its domain id. */
+struct zl_ctx;
+
+/** A domain id, wrapped so that it cannot be mixed up with other integers. */
+struct zl_domain {
+	uint32_t id;
+};
+
+/** Options of zl_ctx_open(). Zero-fill, then set what you need. */
+struct zl_ctx_opts {
+	/** Name shown by `zerolink ls`; NULL: the program's name. */
+	const char *name;
+	/** Broker socket; NULL: $ZEROLINK_BROKER, else the default path. */
+	const char *broker_path;
+	/** ZL_CTX_NO_SPAWN: fail with -ECONNREFUSED instead of starting a broker. */
+	unsigned flags;
+	/** Map pools and peer regions at the same address in every domain. */
+	int pseudo_global;
+};
+
+#define ZL_CTX_NO_SPAWN 0x1u
+
+/**
+ * zl_ctx_open() - join zerolink.
+ * @out:  receives the context.
+ * @opts: options, or NULL for defaults.
+ *
+ * Connects to the broker at opts->broker_path, $ZEROLINK_BROKER, or the
+ * default path (zl_broker_default_path()). When no broker answers and
+ * ZL_CTX_NO_SPAWN is not set, starts one (the program in $ZEROLINKD, else the
+ * installed zerolinkd) and waits up to two seconds for it.
+ *
+ * Return: 0; -ECONNREFUSED no broker and none could be started; -EPROTO the
+ * broker speaks another protocol version; -ENOMEM; -ENAMETOOLONG the path is
+ * too long for a Unix socket; other negative errnos from socket(2)/connect(2).
+ * Thread safety: the context may be used from several threads.
+ */
+int zl_ctx_open(struct zl_ctx **out, const struct zl_ctx_opts *opts);
+
+/**
+ * zl_ctx_close() - leave zerolink. Channels, listeners and pools created from
+ * the context must be closed first. NULL is accepted.
+ */
+void zl_ctx_close(struct zl_ctx *ctx);
+
+/** zl_ctx_domain() - the domain id the broker gave this context. */
+struct zl_domain zl_ctx_domain(const struct zl_ctx *ctx);
+
+/**
+ * zl_broker_default_path() - write the default broker socket path into buf.
+ * Return: length written (without NUL), or -ENAMETOOLONG.
+ */
+int zl_broker_default_path(char *buf, size_t size);
+
+/** zl_strerror() - a short text for a negative errno returned by zerolink. */
+const char *zl_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+/* zerolink: zero-copy shared-memory channels between co-located domains. */
+#ifndef ZEROLINK_ZEROLINK_H
+#define ZEROLINK_ZEROLINK_H
+
+#define ZEROLINK_VERSION_MAJOR 0
+#define ZEROLINK_VERSION_MINOR 1
+#define ZEROLINK_VERSION_PATCH 0
+
+#include <zerolink/chan.h>
+#include <zerolink/ctx.h>
+#include <zerolink/pool.h>
+
+#endif

@@ -1,0 +1,7 @@
+/* SPDX-License-Identifier: MIT */
+#include "broker.h"
+
+int main(int argc, char **argv)
+{
+	return zl_broker_main(argc, argv);
+}

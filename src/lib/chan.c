@@ -1,0 +1,1602 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Channels: two lanes of 64-byte slots between two domains, with inline
+ * payloads, pool-buffer descriptors, returned-buffer rings, notification and
+ * peer-death detection.
+ *
+ * Memory ordering (labels are referred to in comments below):
+ *   R_prod / A_prod: producer writes slots, then store-release tx_prod;
+ *                    consumer load-acquires tx_prod, then reads slots.
+ *   R_cons / A_cons: consumer finishes reading slots, then store-release
+ *                    rx_cons; producer load-acquires it before reusing slots.
+ *   R_ret  / A_ret:  releaser writes return entries, then store-release
+ *                    ret_prod; owner load-acquires it, then reads entries.
+ *   R_state/A_state: an endpoint publishes its last tx_prod, then
+ *                    store-release its state; the peer load-acquires the
+ *                    state and re-reads tx_prod after it.
+ *   F_sleep:         Dekker pair. The sleeper stores its sleep flag, full
+ *                    fence, re-checks the ring; the waker stores its index,
+ *                    full fence, reads the sleep flag. One of the two always
+ *                    sees the other's store, so no wake-up is lost.
+ *
+ * Everything read from the peer's half (indices, slots, return entries) is
+ * copied to a local variable and checked before use; a bad value breaks the
+ * channel with -EPROTO and nothing else.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "barrier.h"
+#include "internal.h"
+
+#define DEF_SLOTS 1024u
+#define DEF_LEND 1024u
+#define DEF_SPIN_NS 50000
+#define LIVENESS_NS 5000000ull /* how often a spinning waiter checks the peer is alive */
+#define REF_INLINE UINT32_MAX
+#define ZL_SLOT_BIG 3u /* header of a message fragmented over several entries */
+
+uint32_t zl__test_start_index;
+
+static bool is_pow2(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+static uint32_t entry_slots(uint32_t len)
+{
+	return len <= ZL_SLOT_INLINE_HEAD ? 1u : 1u + (len - ZL_SLOT_INLINE_HEAD + 63u) / 64u;
+}
+
+/* Largest payload of one INLINE entry: a quarter of the lane, so that the
+ * padding wasted at the ring's end stays small. */
+static uint32_t max_entry(uint32_t slots)
+{
+	return (slots / 4u) * 64u - 8u;
+}
+
+static int64_t default_spin(void)
+{
+	const char *e = getenv("ZEROLINK_SPIN_US");
+	if (e && *e) {
+		char *end;
+		long long v = strtoll(e, &end, 10);
+		if (*end == '\0' && v >= 0)
+			return v >= INT64_MAX / 1000 ? ZL_SPIN_FOREVER : v * 1000;
+	}
+	return DEF_SPIN_NS;
+}
+
+/* ------------------------------------------------------------------ */
+/* breaking and state                                                  */
+
+static void chan_reclaim(struct zl_chan *ch);
+
+static int chan_break(struct zl_chan *ch, int err)
+{
+	if (!ch->err) {
+		ch->err = err;
+		if (err == -EPROTO)
+			ch->state = ZL_CHAN_BROKEN;
+		/* Tell the peer we are gone for good; our state line is ours. */
+		zl_store_release(&ch->me->state, ZL_HALF_CLOSED);
+		if (ch->ctl >= 0)
+			shutdown(ch->ctl, SHUT_RDWR);
+		chan_reclaim(ch);
+	}
+	return ch->err;
+}
+
+static void chan_peer_gone(struct zl_chan *ch)
+{
+	if (ch->state == ZL_CHAN_PEER_DEAD || ch->state == ZL_CHAN_PEER_CLOSED ||
+	    ch->state == ZL_CHAN_BROKEN)
+		return;
+	/* A_state: an orderly close stored CLOSED before closing the socket. */
+	uint32_t st = zl_load_acquire(&ch->peer->state);
+	ch->state = st == ZL_HALF_CLOSED ? ZL_CHAN_PEER_CLOSED : ZL_CHAN_PEER_DEAD;
+	if (ch->ep >= 0 && ch->ctl >= 0)
+		epoll_ctl(ch->ep, EPOLL_CTL_DEL, ch->ctl, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* control socket: regions from the peer, hang-up                       */
+
+static struct zl_region *preg_find(struct zl_chan *ch, uint64_t id)
+{
+	for (unsigned i = 0; i < ch->npregs; i++)
+		if (ch->pregs[i].id == id)
+			return ch->pregs[i].r;
+	return NULL;
+}
+
+static int ctl_handle(struct zl_chan *ch, const char *buf, ssize_t n, int *fds, int nfds)
+{
+	int type = zl__proto_check(buf, (size_t)n, nfds);
+	if (type != ZL_MSG_PEER_REGION || ch->mode != ZL_MODE_SHARED) {
+		zl__close_fds(fds, nfds);
+		return -EPROTO;
+	}
+	struct zl_proto_peer_region pr;
+	memcpy(&pr, buf + sizeof(struct zl_proto_hdr), sizeof(pr));
+	if (preg_find(ch, pr.id)) {
+		zl__close_fds(fds, nfds);
+		return -EPROTO;
+	}
+	struct zl_region *r;
+	int err = zl__region_import(ch->ctx, fds[0], pr.id, pr.size, pr.owner, pr.flags, &r);
+	if (err)
+		return err;
+	if (ch->npregs == ch->cappregs) {
+		unsigned cap = ch->cappregs ? ch->cappregs * 2 : 4;
+		void *p = realloc(ch->pregs, cap * sizeof(*ch->pregs));
+		if (!p) {
+			zl__region_put(r);
+			return -ENOMEM;
+		}
+		ch->pregs = p;
+		ch->cappregs = cap;
+	}
+	ch->pregs[ch->npregs].id = pr.id;
+	ch->pregs[ch->npregs].r = r;
+	ch->npregs++;
+	return 0;
+}
+
+/* Process every control message waiting. Returns 0 or a breaking error. */
+static int ctl_drain(struct zl_chan *ch)
+{
+	if (ch->ctl < 0 || ch->state == ZL_CHAN_PEER_DEAD || ch->state == ZL_CHAN_PEER_CLOSED)
+		return 0;
+	for (;;) {
+		char buf[ZL_PROTO_MAX];
+		int fds[4];
+		int nfds = 4;
+		ssize_t n = zl__msg_recv(ch->ctl, buf, sizeof(buf), fds, &nfds, true);
+		if (n == -EAGAIN)
+			return 0;
+		if (n == 0 || n == -ECONNRESET || n == -EPIPE) {
+			chan_peer_gone(ch);
+			return 0;
+		}
+		if (n < 0) {
+			zl__close_fds(fds, nfds);
+			return chan_break(ch, -EPROTO);
+		}
+		int err = ctl_handle(ch, buf, n, fds, nfds);
+		if (err)
+			return chan_break(ch, err == -ENOMEM ? err : -EPROTO);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* notification                                                        */
+
+static void kick_peer(struct zl_chan *ch, uint32_t want)
+{
+	/* F_sleep: our index store is ordered before this load by the fence. */
+	zl_fence();
+	uint32_t s = zl_read_once(&ch->peer->sleep);
+	if ((s & want) && (s >> 2) != ch->kicked_gen) {
+		ch->kicked_gen = s >> 2;
+		uint64_t one = 1;
+		ssize_t r = write(ch->peer_efd, &one, sizeof(one));
+		(void)r; /* EAGAIN: counter saturated, the peer is awake anyway */
+		ch->me->cnt.kicks++;
+	}
+}
+
+static bool peer_alive_check(struct zl_chan *ch)
+{
+	struct pollfd p = {.fd = ch->ctl, .events = POLLIN | POLLRDHUP};
+	if (ch->ctl >= 0 && poll(&p, 1, 0) > 0) {
+		ctl_drain(ch);
+		return false;
+	}
+	return true;
+}
+
+/* Anything the waiter of kind `what` could care about has changed? */
+static bool wait_ready(struct zl_chan *ch, unsigned what, uint32_t cons0, uint32_t ret0)
+{
+	if (ch->err || ch->state != ZL_CHAN_OPEN)
+		return true;
+	if (zl_read_once(&ch->peer->state) != ZL_HALF_OPEN)
+		return true;
+	if (what & ZL_SLEEP_RX)
+		return zl_read_once(&ch->peer->tx_prod) != ch->rx_read;
+	return zl_read_once(&ch->peer->rx_cons) != cons0 ||
+	       zl_read_once(&ch->peer->ret_prod) != ret0;
+}
+
+/*
+ * Wait until the peer may have done something relevant to `what`: spin for
+ * the adaptive budget, then announce sleep and block on the eventfd. The
+ * caller re-checks its own condition afterwards.
+ */
+static int chan_wait(struct zl_chan *ch, unsigned what)
+{
+	uint32_t cons0 = zl_read_once(&ch->peer->rx_cons);
+	uint32_t ret0 = zl_read_once(&ch->peer->ret_prod);
+	int64_t budget = ch->spin_cur;
+	if (budget > 0) {
+		uint64_t start = zl__now_ns(), last_live = start;
+		for (uint32_t i = 1;; i++) {
+			if (wait_ready(ch, what, cons0, ret0)) {
+				ch->me->cnt.spins++;
+				ch->spin_cur = ch->spin_ns;
+				return 0;
+			}
+			zl_cpu_relax();
+			if ((i & 255) == 0) {
+				uint64_t now = zl__now_ns();
+				if (budget != ZL_SPIN_FOREVER && (int64_t)(now - start) >= budget)
+					break;
+				if (now - last_live >= LIVENESS_NS) {
+					last_live = now;
+					if (!peer_alive_check(ch))
+						return 0;
+				}
+			}
+		}
+		/* The budget was spent for nothing: spin less next time. */
+		int64_t floor = ch->spin_ns / 8;
+		ch->spin_cur = ch->spin_cur / 2 > floor ? ch->spin_cur / 2 : floor;
+	}
+	uint32_t gen = ++ch->sleep_gen & 0x3fffffffu;
+	zl_write_once(&ch->me->sleep, (gen << 2) | what);
+	/* F_sleep: the flag is visible before we look at the peer's indices. */
+	zl_fence();
+	if (!wait_ready(ch, what, cons0, ret0)) {
+		ch->me->cnt.sleeps++;
+		struct epoll_event ev[2];
+		int n;
+		do
+			n = epoll_wait(ch->ep, ev, 2, -1);
+		while (n < 0 && errno == EINTR);
+		uint64_t v;
+		ssize_t r = read(ch->efd, &v, sizeof(v));
+		(void)r;
+		for (int i = 0; i < n; i++)
+			if (ev[i].data.fd == ch->ctl)
+				ctl_drain(ch);
+	}
+	zl_write_once(&ch->me->sleep, 0);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* returns                                                             */
+
+static void ret_publish(struct zl_chan *ch)
+{
+	/* R_ret: the entries precede the index. */
+	zl_store_release(&ch->me->ret_prod, ch->ret_prod);
+	kick_peer(ch, ZL_SLEEP_TX);
+}
+
+static void chan_maybe_free(struct zl_chan *ch);
+
+/* Give a lend id of the peer back to it. Returns false if the peer overran
+ * its lend capacity (our return ring is full). */
+static bool ret_push(struct zl_chan *ch, uint32_t ref)
+{
+	if (ch->err || ch->state != ZL_CHAN_OPEN || ch->app_closed)
+		return true; /* nobody will reap the ring any more */
+	uint32_t reaped = zl_load_acquire(&ch->peer->ret_cons);
+	if (ch->ret_prod - reaped >= ch->my_ret_size) {
+		chan_break(ch, -EPROTO);
+		return false;
+	}
+	zl_write_once(&ch->my_ret[ch->ret_prod & (ch->my_ret_size - 1)], ref);
+	ch->ret_prod++;
+	return true;
+}
+
+static void lend_put(struct zl_chan *ch, uint32_t id)
+{
+	struct zl_lend *l = &ch->lend[id];
+	if (l->kind == ZL_LEND_POOL) {
+		zl__pool_return(l->pool, l->buf_id);
+	} else if (l->kind == ZL_LEND_FWD) {
+		struct zl_chan *in = l->in;
+		ret_push(in, l->in_ref);
+		ret_publish(in);
+		in->views--;
+		chan_maybe_free(in);
+	}
+	l->kind = ZL_LEND_FREE;
+	l->next_free = ch->lend_free;
+	ch->lend_free = id + 1;
+	ch->lent--;
+}
+
+/* Collect the buffers the peer has handed back. */
+static int chan_reap(struct zl_chan *ch)
+{
+	if (ch->released_all || !ch->peer)
+		return 0;
+	/* A_ret: entries are read after the index. */
+	uint32_t prod = zl_load_acquire(&ch->peer->ret_prod);
+	uint32_t n = prod - ch->peer_ret_cons;
+	if (n == 0)
+		return 0;
+	if (n > ch->peer_ret_size)
+		return chan_break(ch, -EPROTO);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t id = zl_read_once(
+			&ch->peer_ret[(ch->peer_ret_cons + i) & (ch->peer_ret_size - 1)]);
+		if (id >= ch->peer_ret_size || ch->lend[id].kind == ZL_LEND_FREE) {
+			ch->peer_ret_cons += i;
+			return chan_break(ch, -EPROTO);
+		}
+		lend_put(ch, id);
+	}
+	ch->peer_ret_cons = prod;
+	zl_store_release(&ch->me->ret_cons, prod);
+	return (int)n;
+}
+
+/* Take back everything lent to the peer (peer gone, or we close). */
+static void chan_reclaim(struct zl_chan *ch)
+{
+	if (ch->released_all || !ch->lend)
+		return;
+	if (ch->state == ZL_CHAN_PEER_CLOSED || ch->state == ZL_CHAN_PEER_DEAD)
+		chan_reap(ch);
+	ch->released_all = true;
+	for (uint32_t i = 0; i < ch->peer_ret_size; i++)
+		if (ch->lend[i].kind != ZL_LEND_FREE)
+			lend_put(ch, i);
+}
+
+/* Once the peer is gone (closed or dead), collect its last returns and take
+ * back whatever it still held. Called where no send is half done. */
+static void chan_settle(struct zl_chan *ch)
+{
+	if (ch->state == ZL_CHAN_OPEN && zl_load_acquire(&ch->peer->state) == ZL_HALF_CLOSED)
+		chan_peer_gone(ch);
+	if (ch->state == ZL_CHAN_PEER_CLOSED || ch->state == ZL_CHAN_PEER_DEAD)
+		chan_reclaim(ch);
+}
+
+/* ------------------------------------------------------------------ */
+/* producer                                                            */
+
+static int send_status(struct zl_chan *ch)
+{
+	if (ZL_UNLIKELY(ch->err))
+		return ch->err;
+	if (ZL_UNLIKELY(ch->shut_wr))
+		return -EPIPE;
+	if (ZL_UNLIKELY(ch->state != ZL_CHAN_OPEN ||
+			zl_read_once(&ch->peer->state) == ZL_HALF_CLOSED)) {
+		chan_settle(ch);
+		if (ch->state == ZL_CHAN_PEER_DEAD)
+			return -ECONNRESET;
+		if (ch->state == ZL_CHAN_BROKEN)
+			return -EPROTO;
+		return -EPIPE;
+	}
+	return 0;
+}
+
+/* Free slots in our lane, or -EPROTO if the peer's consumer index lies.
+ * The peer's index is read again only when the last value seen does not
+ * leave `need` slots: its cache line then stays put while we stream. */
+static int64_t tx_free(struct zl_chan *ch, uint32_t need)
+{
+	uint32_t cached = ch->tx_size - (ch->tx_prod - ch->tx_cons_seen);
+	if (cached >= need)
+		return cached;
+	/* A_cons: the peer is done with slots below cons before we reuse them. */
+	uint32_t cons = zl_load_acquire(&ch->peer->rx_cons);
+	uint32_t used = ch->tx_prod - cons;
+	if (used > ch->tx_size || (cons - ch->tx_cons_seen) > (ch->tx_prod - ch->tx_cons_seen))
+		return chan_break(ch, -EPROTO);
+	ch->tx_cons_seen = cons;
+	return ch->tx_size - used;
+}
+
+static void tx_publish(struct zl_chan *ch)
+{
+	/* R_prod: slots written above are visible before the index. */
+	zl_store_release(&ch->me->tx_prod, ch->tx_prod);
+	kick_peer(ch, ZL_SLEEP_RX);
+}
+
+/* Room for an entry of `need` contiguous slots (a PAD is written when the
+ * entry would straddle the end of the ring). Publishes what is pending
+ * before waiting, so a consumer can make room. */
+static int tx_reserve(struct zl_chan *ch, uint32_t need, unsigned flags)
+{
+	for (;;) {
+		int err = send_status(ch);
+		if (err)
+			return err;
+		uint32_t pos = ch->tx_prod & (ch->tx_size - 1);
+		uint32_t pad = pos + need > ch->tx_size ? ch->tx_size - pos : 0;
+		int64_t fr = tx_free(ch, pad + need);
+		if (fr < 0)
+			return (int)fr;
+		if ((uint64_t)fr >= (uint64_t)pad + need) {
+			if (pad) {
+				struct zl_abi_slot *s = &ch->tx_slots[pos];
+				s->kind = ZL_SLOT_PAD;
+				s->flags = 0;
+				s->nslots = (uint16_t)pad;
+				s->len = 0;
+				ch->tx_prod += pad;
+			}
+			return 0;
+		}
+		if (flags & ZL_DONTWAIT)
+			return -EAGAIN;
+		if (zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
+			tx_publish(ch);
+		chan_wait(ch, ZL_SLEEP_TX);
+	}
+}
+
+/* Wait until `need` slots are free (entries that need no contiguity, or a
+ * worst case computed by the caller). */
+static int tx_wait_free(struct zl_chan *ch, uint32_t need, unsigned flags)
+{
+	for (;;) {
+		int err = send_status(ch);
+		if (err)
+			return err;
+		int64_t fr = tx_free(ch, need);
+		if (fr < 0)
+			return (int)fr;
+		if ((uint64_t)fr >= need)
+			return 0;
+		if (flags & ZL_DONTWAIT) {
+			ch->me->cnt.drops++;
+			return -EAGAIN;
+		}
+		if (zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
+			tx_publish(ch);
+		chan_wait(ch, ZL_SLEEP_TX);
+	}
+}
+
+/* Pad to the start of the ring if an entry of `need` slots would straddle
+ * its end; the caller made sure the space exists. */
+static void tx_place(struct zl_chan *ch, uint32_t need)
+{
+	uint32_t pos = ch->tx_prod & (ch->tx_size - 1);
+	if (pos + need > ch->tx_size) {
+		struct zl_abi_slot *s = &ch->tx_slots[pos];
+		s->kind = ZL_SLOT_PAD;
+		s->flags = 0;
+		s->nslots = (uint16_t)(ch->tx_size - pos);
+		s->len = 0;
+		ch->tx_prod += ch->tx_size - pos;
+	}
+}
+
+/* Slots a message of the given entry sizes needs in the worst case. */
+static uint64_t worst_slots(struct zl_chan *ch, uint32_t nslots)
+{
+	/* each entry may need a pad of at most its own size - 1 */
+	(void)ch;
+	return 2ull * nslots;
+}
+
+struct iov_cursor {
+	const struct iovec *iov;
+	int n, i;
+	size_t off;
+};
+
+static void iov_copy(struct iov_cursor *c, char *dst, size_t len)
+{
+	while (len) {
+		const struct iovec *v = &c->iov[c->i];
+		size_t k = v->iov_len - c->off;
+		if (k > len)
+			k = len;
+		memcpy(dst, (const char *)v->iov_base + c->off, k);
+		dst += k;
+		len -= k;
+		c->off += k;
+		if (c->off == v->iov_len) {
+			c->i++;
+			c->off = 0;
+		}
+	}
+}
+
+static void put_inline(struct zl_chan *ch, uint32_t len, uint8_t sflags, struct iov_cursor *c)
+{
+	struct zl_abi_slot *s = &ch->tx_slots[ch->tx_prod & (ch->tx_size - 1)];
+	uint32_t ns = entry_slots(len);
+	iov_copy(c, (char *)s + 8, len);
+	s->kind = ZL_SLOT_INLINE;
+	s->flags = sflags;
+	s->nslots = (uint16_t)ns;
+	s->len = len;
+	ch->tx_prod += ns;
+}
+
+ZL_EXPORT int zl_chan_sendv(struct zl_chan *ch, const struct iovec *iov, int n, unsigned flags)
+{
+	size_t total = 0;
+	if (n < 0)
+		return -EINVAL;
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (total == 0 || total > INT32_MAX)
+		return -EINVAL;
+	int err = send_status(ch);
+	if (err)
+		return err;
+	struct iov_cursor c = {.iov = iov, .n = n};
+	/* skip leading empty iovecs so iov_copy always advances */
+	uint32_t me = max_entry(ch->tx_size);
+	if (total <= me) {
+		uint32_t ns = entry_slots((uint32_t)total);
+		err = tx_reserve(ch, ns, flags);
+		if (err) {
+			if (err == -EAGAIN)
+				ch->me->cnt.drops++;
+			return err;
+		}
+		put_inline(ch, (uint32_t)total, 0, &c);
+	} else {
+		/* A fragmented message: a BIG header with the total, then entries
+		 * of at most max_entry bytes, each published as soon as written so
+		 * a message larger than the lane still flows. */
+		if (flags & ZL_DONTWAIT) {
+			uint64_t need = 1 + worst_slots(ch, entry_slots(me)) * (total / me + 1);
+			int64_t fr = tx_free(ch, need > ch->tx_size ? ch->tx_size : (uint32_t)need);
+			if (fr < 0)
+				return (int)fr;
+			if ((uint64_t)fr < need) {
+				ch->me->cnt.drops++;
+				return need > ch->tx_size ? -EMSGSIZE : -EAGAIN;
+			}
+		}
+		err = tx_reserve(ch, 1, flags);
+		if (err)
+			return err;
+		struct zl_abi_slot *s = &ch->tx_slots[ch->tx_prod & (ch->tx_size - 1)];
+		s->kind = ZL_SLOT_BIG;
+		s->flags = ZL_SLOT_F_MORE;
+		s->nslots = 1;
+		s->len = (uint32_t)total;
+		ch->tx_prod++;
+		size_t left = total;
+		while (left) {
+			uint32_t k = left > me ? me : (uint32_t)left;
+			err = tx_reserve(ch, entry_slots(k), 0);
+			if (err)
+				return err;
+			left -= k;
+			put_inline(ch, k, left ? ZL_SLOT_F_MORE : 0, &c);
+			if (left)
+				tx_publish(ch);
+		}
+	}
+	tx_publish(ch);
+	ch->me->cnt.tx_msgs++;
+	ch->me->cnt.tx_bytes += total;
+	chan_reap(ch);
+	return (int)total;
+}
+
+ZL_EXPORT int zl_chan_send(struct zl_chan *ch, const void *buf, size_t len, unsigned flags)
+{
+	struct iovec v = {.iov_base = (void *)buf, .iov_len = len};
+	return zl_chan_sendv(ch, &v, 1, flags);
+}
+
+/* Make sure the peer maps region r: hand it over the control socket the
+ * first time a buffer of r goes out on this channel. */
+static int region_offer(struct zl_chan *ch, struct zl_region *r)
+{
+	for (unsigned i = 0; i < ch->nsent; i++)
+		if (ch->sent[i] == r->id)
+			return 0;
+	if (ch->nsent == ch->capsent) {
+		unsigned cap = ch->capsent ? ch->capsent * 2 : 4;
+		void *p = realloc(ch->sent, cap * sizeof(*ch->sent));
+		if (!p)
+			return -ENOMEM;
+		ch->sent = p;
+		ch->capsent = cap;
+	}
+	struct zl_proto_peer_region pr = {
+		.id = r->id, .size = r->size, .owner = r->owner, .flags = r->flags};
+	int err = zl__msg_send(ch->ctl, ZL_MSG_PEER_REGION, 0, &pr, sizeof(pr), &r->fd, 1);
+	if (err)
+		return err == -EPIPE || err == -ECONNRESET ? -ECONNRESET : err;
+	ch->sent[ch->nsent++] = r->id;
+	return 0;
+}
+
+/* Wait for n free lend entries. */
+static int lend_reserve(struct zl_chan *ch, unsigned n, unsigned flags)
+{
+	for (;;) {
+		chan_reap(ch);
+		int err = send_status(ch);
+		if (err)
+			return err;
+		if (ch->lent + n <= ch->peer_ret_size)
+			return 0;
+		if (flags & ZL_DONTWAIT)
+			return -EAGAIN;
+		chan_wait(ch, ZL_SLEEP_TX);
+	}
+}
+
+static uint32_t lend_take(struct zl_chan *ch)
+{
+	uint32_t id = ch->lend_free - 1;
+	ch->lend_free = ch->lend[id].next_free;
+	ch->lent++;
+	return id;
+}
+
+static void put_desc(struct zl_chan *ch, uint32_t lend, uint64_t region, uint64_t off, uint32_t len,
+		     uint8_t sflags)
+{
+	struct zl_abi_slot *s = &ch->tx_slots[ch->tx_prod & (ch->tx_size - 1)];
+	s->u.desc.lend = lend;
+	s->u.desc.rsvd = 0;
+	s->u.desc.region = region;
+	s->u.desc.offset = off;
+	s->kind = ZL_SLOT_DESC;
+	s->flags = sflags;
+	s->nslots = 1;
+	s->len = len;
+	ch->tx_prod++;
+}
+
+ZL_EXPORT int zl_chan_send_bufs(struct zl_chan *ch, const struct zl_buf *bufs, const uint32_t *lens,
+				unsigned n, unsigned flags)
+{
+	if (n == 0 || n > ZL_MSG_MAX_SEGS)
+		return -EINVAL;
+	uint64_t total = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (lens[i] == 0 || lens[i] > bufs[i].cap || !bufs[i].pool)
+			return -EINVAL;
+		total += lens[i];
+	}
+	if (total > INT32_MAX)
+		return -EINVAL;
+	if (ch->mode == ZL_MODE_ISOLATED) {
+		struct iovec v[ZL_MSG_MAX_SEGS];
+		for (unsigned i = 0; i < n; i++) {
+			v[i].iov_base = bufs[i].data;
+			v[i].iov_len = lens[i];
+		}
+		int r = zl_chan_sendv(ch, v, (int)n, flags);
+		if (r >= 0)
+			for (unsigned i = 0; i < n; i++)
+				zl_buf_free(&bufs[i]);
+		return r;
+	}
+	int err = lend_reserve(ch, n, flags);
+	if (err)
+		return err;
+	/* All the waiting happens before anything is taken: once the first
+	 * entry is written, the message is written whole. */
+	err = tx_wait_free(ch, n, flags);
+	if (err)
+		return err;
+	for (unsigned i = 0; i < n; i++) {
+		err = region_offer(ch, bufs[i].pool->reg);
+		if (err)
+			return err;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t id = lend_take(ch);
+		struct zl_lend *l = &ch->lend[id];
+		l->kind = ZL_LEND_POOL;
+		l->pool = bufs[i].pool;
+		l->buf_id = bufs[i].id;
+		uint64_t off = (uint64_t)((char *)bufs[i].data - (char *)bufs[i].pool->reg->base);
+		put_desc(ch, id, bufs[i].pool->reg->id, off, lens[i],
+			 i + 1 < n ? ZL_SLOT_F_MORE : 0);
+	}
+	tx_publish(ch);
+	ch->me->cnt.tx_msgs++;
+	ch->me->cnt.tx_bytes += total;
+	return (int)total;
+}
+
+ZL_EXPORT int zl_chan_send_buf(struct zl_chan *ch, const struct zl_buf *buf, size_t len,
+			       unsigned flags)
+{
+	if (len > UINT32_MAX)
+		return -EINVAL;
+	uint32_t l = (uint32_t)len;
+	return zl_chan_send_bufs(ch, buf, &l, 1, flags);
+}
+
+/* ------------------------------------------------------------------ */
+/* consumer                                                            */
+
+/* Entries the peer has published beyond rx_read, or -EPROTO. */
+static int64_t rx_avail(struct zl_chan *ch)
+{
+	/* A_prod: slots are read after the index. */
+	uint32_t prod = zl_load_acquire(&ch->peer->tx_prod);
+	/* Never more than a ring ahead of what we freed, never backwards. */
+	if (prod - ch->rx_cons > ch->rx_size || prod - ch->rx_cons < ch->rx_prod_seen - ch->rx_cons)
+		return chan_break(ch, -EPROTO);
+	ch->rx_prod_seen = prod;
+	return prod - ch->rx_read;
+}
+
+static void rx_flush(struct zl_chan *ch);
+
+struct entry {
+	uint8_t kind, flags;
+	uint16_t nslots;
+	uint32_t len;
+	uint32_t lend;
+	uint64_t region, offset;
+};
+
+/* Copy and check the entry at ring index idx; avail = entries published
+ * from idx on. Returns 0 or -EPROTO. */
+static int entry_read(struct zl_chan *ch, uint32_t idx, uint32_t avail, struct entry *e)
+{
+	const struct zl_abi_slot *s = &ch->rx_slots[idx & (ch->rx_size - 1)];
+	uint8_t hdr[8];
+	memcpy(hdr, s, sizeof(hdr));
+	e->kind = hdr[0];
+	e->flags = hdr[1];
+	memcpy(&e->nslots, hdr + 2, 2);
+	memcpy(&e->len, hdr + 4, 4);
+	uint32_t pos = idx & (ch->rx_size - 1);
+	/* The producer publishes whole entries, so an entry longer than what is
+	 * published is a lie. */
+	if (e->nslots == 0 || e->nslots > avail || (e->flags & ~ZL_SLOT_F_MORE))
+		return -EPROTO;
+	switch (e->kind) {
+	case ZL_SLOT_PAD:
+		if (e->nslots != ch->rx_size - pos)
+			return -EPROTO;
+		return 0;
+	case ZL_SLOT_INLINE:
+		if (e->len == 0 || e->nslots != entry_slots(e->len) ||
+		    pos + e->nslots > ch->rx_size)
+			return -EPROTO;
+		return 0;
+	case ZL_SLOT_BIG:
+		if (e->nslots != 1 || !(e->flags & ZL_SLOT_F_MORE) || e->len == 0 ||
+		    e->len > INT32_MAX)
+			return -EPROTO;
+		return 0;
+	case ZL_SLOT_DESC:
+		if (ch->mode != ZL_MODE_SHARED || e->nslots != 1 || e->len == 0)
+			return -EPROTO;
+		memcpy(&e->lend, &s->u.desc.lend, 4);
+		memcpy(&e->region, &s->u.desc.region, 8);
+		memcpy(&e->offset, &s->u.desc.offset, 8);
+		return 0;
+	default:
+		return -EPROTO;
+	}
+}
+
+/* Map a descriptor to bytes, or NULL if it points outside what the peer
+ * handed us. */
+static const void *desc_resolve(struct zl_chan *ch, const struct entry *e)
+{
+	struct zl_region *r = preg_find(ch, e->region);
+	if (!r) {
+		/* The region travels on the control socket before the first
+		 * descriptor that uses it. */
+		if (ctl_drain(ch))
+			return NULL;
+		r = preg_find(ch, e->region);
+		if (!r)
+			return NULL;
+	}
+	if (e->offset > r->size || e->len > r->size - e->offset)
+		return NULL;
+	return (const char *)r->base + e->offset;
+}
+
+/*
+ * Look at the next whole message without consuming it.
+ * Returns 1 (m filled, *endp = ring index after it, *bigp = total if it is
+ * a fragmented message, whose header alone is described), 0 nothing yet,
+ * or a negative error.
+ */
+static int rx_scan(struct zl_chan *ch, struct zl_msg *m, uint32_t *endp, uint32_t *bigp)
+{
+	int64_t av = rx_avail(ch);
+	if (av <= 0)
+		return (int)av;
+	uint32_t idx = ch->rx_read, end = ch->rx_read + (uint32_t)av;
+	uint32_t total = 0;
+	unsigned nseg = 0;
+	*bigp = 0;
+	for (;;) {
+		if (idx == end) {
+			/* incomplete message: only a message larger than the lane
+			 * (or views held too long) can leave the ring full */
+			if (end - ch->rx_freed >= ch->rx_size)
+				return -EMSGSIZE;
+			rx_flush(ch);
+			return 0;
+		}
+		struct entry e;
+		int err = entry_read(ch, idx, end - idx, &e);
+		if (err)
+			return chan_break(ch, err);
+		if (e.kind == ZL_SLOT_PAD) {
+			idx += e.nslots;
+			continue;
+		}
+		if (e.kind == ZL_SLOT_BIG) {
+			if (nseg)
+				return chan_break(ch, -EPROTO);
+			*bigp = e.len;
+			*endp = idx + 1;
+			m->len = e.len;
+			m->nsegs = 0;
+			return 1;
+		}
+		if (nseg == ZL_MSG_MAX_SEGS)
+			return -EMSGSIZE;
+		const void *base;
+		if (e.kind == ZL_SLOT_INLINE) {
+			base = (const char *)&ch->rx_slots[idx & (ch->rx_size - 1)] + 8;
+			m->seg[nseg].ref = REF_INLINE;
+		} else {
+			base = desc_resolve(ch, &e);
+			if (!base)
+				return chan_break(ch, ch->err ? ch->err : -EPROTO);
+			m->seg[nseg].ref = e.lend;
+		}
+		m->seg[nseg].base = base;
+		m->seg[nseg].len = e.len;
+		nseg++;
+		if ((uint64_t)total + e.len > INT32_MAX)
+			return chan_break(ch, -EPROTO);
+		total += e.len;
+		idx += e.nslots;
+		if (!(e.flags & ZL_SLOT_F_MORE))
+			break;
+	}
+	m->len = total;
+	m->nsegs = (uint16_t)nseg;
+	*endp = idx;
+	return 1;
+}
+
+/* Publish how far we have freed the peer's lane. */
+static void rx_flush(struct zl_chan *ch)
+{
+	if (ch->rx_freed == ch->rx_cons)
+		return;
+	ch->rx_cons = ch->rx_freed;
+	/* R_cons: we are done reading the slots below rx_cons. */
+	zl_store_release(&ch->me->rx_cons, ch->rx_cons);
+	kick_peer(ch, ZL_SLEEP_TX);
+}
+
+/* The consumer index is published lazily: every quarter of the lane, and
+ * whenever we find the lane empty (rx_next) or wait. A producer that waits
+ * for space therefore sees progress in quarter-lane steps, and a streaming
+ * pair does not bounce the index's cache line for every message. */
+static void rx_freed_to(struct zl_chan *ch, uint32_t cons)
+{
+	ch->rx_freed = cons;
+	if (cons - ch->rx_cons >= ch->rx_size / 4)
+		rx_flush(ch);
+}
+
+/* Free the ring up to the first view still held. */
+static void rx_advance(struct zl_chan *ch)
+{
+	uint32_t cons = ch->rx_freed;
+	while (ch->held_head != ch->held_tail) {
+		struct zl_held *h = &ch->held[ch->held_head & (ch->rx_size - 1)];
+		if (!h->done)
+			break;
+		cons = h->end;
+		ch->held_head++;
+	}
+	if (ch->held_head == ch->held_tail && ch->rx_read != cons)
+		cons = ch->rx_read;
+	if (cons != ch->rx_freed)
+		rx_freed_to(ch, cons);
+}
+
+static void rx_commit(struct zl_chan *ch, struct zl_msg *m, uint32_t end)
+{
+	bool ring_backed = false;
+	for (unsigned i = 0; i < m->nsegs; i++)
+		if (m->seg[i].ref == REF_INLINE)
+			ring_backed = true;
+	ch->rx_read = end;
+	m->chan = ch;
+	m->ring_end = ch->held_tail;
+	struct zl_held *h = &ch->held[ch->held_tail & (ch->rx_size - 1)];
+	h->end = end;
+	h->done = !ring_backed;
+	ch->held_tail++;
+	ch->views++;
+	ch->me->cnt.rx_msgs++;
+	ch->me->cnt.rx_bytes += m->len;
+}
+
+/* Nothing to read: end of stream, an error, or 0 (keep waiting). */
+static int rx_idle_status(struct zl_chan *ch)
+{
+	if (ch->err)
+		return ch->err;
+	chan_settle(ch);
+	if (ch->state == ZL_CHAN_PEER_DEAD)
+		return -ECONNRESET;
+	if (ch->state == ZL_CHAN_PEER_CLOSED)
+		return 1;
+	/* A_state, then look at the index once more (the peer published its
+	 * last entries before its state). */
+	uint32_t st = zl_load_acquire(&ch->peer->state);
+	if (st != ZL_HALF_OPEN && zl_load_acquire(&ch->peer->tx_prod) == ch->rx_read)
+		return 1;
+	return 0;
+}
+
+/* Wait for the next message (or its header); returns as rx_scan, with 0
+ * meaning end of stream. */
+static int rx_next(struct zl_chan *ch, struct zl_msg *m, uint32_t *endp, uint32_t *bigp,
+		   unsigned flags)
+{
+	for (;;) {
+		int r = rx_scan(ch, m, endp, bigp);
+		if (r)
+			return r;
+		rx_flush(ch);
+		chan_reap(ch);
+		int st = rx_idle_status(ch);
+		if (st < 0)
+			return st;
+		if (st == 1) {
+			/* Nothing more can come: check once more for data that
+			 * arrived with the state change. */
+			r = rx_scan(ch, m, endp, bigp);
+			return r ? r : 0;
+		}
+		if (flags & ZL_DONTWAIT) {
+			/* a caller that never blocks still learns of a dead peer */
+			uint64_t now = zl__now_ns();
+			if (now - ch->live_ns >= LIVENESS_NS) {
+				ch->live_ns = now;
+				if (!peer_alive_check(ch))
+					continue;
+			}
+			return -EAGAIN;
+		}
+		chan_wait(ch, ZL_SLEEP_RX);
+	}
+}
+
+ZL_EXPORT int zl_chan_recv_msg(struct zl_chan *ch, struct zl_msg *m, unsigned flags)
+{
+	uint32_t end, big;
+	int r = rx_next(ch, m, &end, &big, flags);
+	if (r <= 0)
+		return r;
+	if (big)
+		return -EMSGSIZE;
+	rx_commit(ch, m, end);
+	return 1;
+}
+
+ZL_EXPORT int zl_chan_recv_burst(struct zl_chan *ch, struct zl_msg *m, unsigned n, unsigned flags)
+{
+	if (n == 0)
+		return -EINVAL;
+	int r = zl_chan_recv_msg(ch, &m[0], flags);
+	if (r <= 0)
+		return r;
+	unsigned k = 1;
+	while (k < n) {
+		uint32_t end, big;
+		r = rx_scan(ch, &m[k], &end, &big);
+		if (r <= 0 || big)
+			break;
+		rx_commit(ch, &m[k], end);
+		k++;
+	}
+	return (int)k;
+}
+
+static void chan_free(struct zl_chan *ch);
+
+static void chan_maybe_free(struct zl_chan *ch)
+{
+	if (ch->app_closed && ch->views == 0)
+		chan_free(ch);
+}
+
+ZL_EXPORT void zl_msg_release(struct zl_msg *m)
+{
+	struct zl_chan *ch = m->chan;
+	if (!ch)
+		return;
+	m->chan = NULL;
+	bool ring_backed = false, rets = false;
+	for (unsigned i = 0; i < m->nsegs; i++) {
+		if (m->seg[i].ref == REF_INLINE) {
+			ring_backed = true;
+		} else {
+			ret_push(ch, m->seg[i].ref);
+			rets = true;
+		}
+	}
+	if (rets)
+		ret_publish(ch);
+	if (ring_backed)
+		ch->held[m->ring_end & (ch->rx_size - 1)].done = 1;
+	if (!ch->app_closed)
+		rx_advance(ch);
+	ch->views--;
+	chan_maybe_free(ch);
+}
+
+/* Copy a fragmented message whose BIG header is at rx_read. */
+static int recv_big(struct zl_chan *ch, char *dst, uint32_t total)
+{
+	uint32_t got = 0;
+	ch->rx_read++; /* the header */
+	while (got < total) {
+		int64_t av = rx_avail(ch);
+		if (av < 0)
+			return (int)av;
+		if (av == 0) {
+			int st = rx_idle_status(ch);
+			if (st < 0)
+				return st;
+			if (st == 1)
+				return chan_break(ch, -EPROTO); /* truncated message */
+			rx_advance(ch);
+			rx_flush(ch);
+			chan_wait(ch, ZL_SLEEP_RX);
+			continue;
+		}
+		struct entry e;
+		int err = entry_read(ch, ch->rx_read, (uint32_t)av, &e);
+		if (err)
+			return chan_break(ch, err);
+		if (e.kind == ZL_SLOT_PAD) {
+			ch->rx_read += e.nslots;
+			continue;
+		}
+		if (e.kind != ZL_SLOT_INLINE || e.len > total - got ||
+		    (!(e.flags & ZL_SLOT_F_MORE)) != (got + e.len == total))
+			return chan_break(ch, -EPROTO);
+		memcpy(dst + got, (const char *)&ch->rx_slots[ch->rx_read & (ch->rx_size - 1)] + 8,
+		       e.len);
+		got += e.len;
+		ch->rx_read += e.nslots;
+	}
+	rx_advance(ch);
+	ch->me->cnt.rx_msgs++;
+	ch->me->cnt.rx_bytes += total;
+	return (int)total;
+}
+
+ZL_EXPORT int zl_chan_recv(struct zl_chan *ch, void *buf, size_t cap, unsigned flags)
+{
+	struct zl_msg m;
+	uint32_t end, big;
+	int r = rx_next(ch, &m, &end, &big, flags);
+	if (r <= 0)
+		return r;
+	if (m.len > cap)
+		return -EMSGSIZE;
+	if (big) {
+		if (ch->held_head != ch->held_tail)
+			return -EBUSY; /* views still held block in-order streaming */
+		return recv_big(ch, buf, big);
+	}
+	if (m.nsegs == 1 && m.seg[0].ref == REF_INLINE && ch->held_head == ch->held_tail) {
+		/* common case: one inline entry and no views held, so the slots
+		 * can be freed as soon as they are copied */
+		memcpy(buf, m.seg[0].base, m.len);
+		ch->rx_read = end;
+		rx_freed_to(ch, end);
+		ch->me->cnt.rx_msgs++;
+		ch->me->cnt.rx_bytes += m.len;
+		return (int)m.len;
+	}
+	rx_commit(ch, &m, end);
+	char *d = buf;
+	for (unsigned i = 0; i < m.nsegs; i++) {
+		memcpy(d, m.seg[i].base, m.seg[i].len);
+		d += m.seg[i].len;
+	}
+	int len = (int)m.len;
+	zl_msg_release(&m);
+	return len;
+}
+
+ZL_EXPORT int zl_chan_peek_len(struct zl_chan *ch, unsigned flags)
+{
+	struct zl_msg m;
+	uint32_t end, big;
+	int r = rx_next(ch, &m, &end, &big, flags);
+	if (r <= 0)
+		return r;
+	return (int)m.len;
+}
+
+ZL_EXPORT int zl_chan_forward(struct zl_chan *out, struct zl_msg *m, unsigned flags)
+{
+	struct zl_chan *in = m->chan;
+	if (!in || m->nsegs == 0)
+		return -EINVAL;
+	if (out == in)
+		return -EINVAL;
+	if (out->mode == ZL_MODE_ISOLATED) {
+		struct iovec v[ZL_MSG_MAX_SEGS];
+		for (unsigned i = 0; i < m->nsegs; i++) {
+			v[i].iov_base = (void *)m->seg[i].base;
+			v[i].iov_len = m->seg[i].len;
+		}
+		int r = zl_chan_sendv(out, v, m->nsegs, flags);
+		if (r >= 0)
+			zl_msg_release(m);
+		return r;
+	}
+	unsigned ndesc = 0;
+	uint32_t slots = 0;
+	struct zl_region *regs[ZL_MSG_MAX_SEGS];
+	for (unsigned i = 0; i < m->nsegs; i++) {
+		if (m->seg[i].ref == REF_INLINE) {
+			if (m->seg[i].len > max_entry(out->tx_size))
+				return -EMSGSIZE;
+			slots += 2 * entry_slots(m->seg[i].len);
+			continue;
+		}
+		slots++;
+		/* find the region this view lies in */
+		struct zl_region *r = NULL;
+		for (unsigned k = 0; k < in->npregs && !r; k++) {
+			struct zl_region *c = in->pregs[k].r;
+			if ((const char *)m->seg[i].base >= (const char *)c->base &&
+			    (const char *)m->seg[i].base < (const char *)c->base + c->size)
+				r = c;
+		}
+		if (!r)
+			return -EINVAL;
+		if (!(r->flags & ZL_REGION_F_FORWARD))
+			return -EPERM;
+		regs[ndesc++] = r;
+	}
+	if (slots > out->tx_size)
+		return -EMSGSIZE;
+	int err = lend_reserve(out, ndesc, flags);
+	if (err)
+		return err;
+	err = tx_wait_free(out, slots, flags);
+	if (err)
+		return err;
+	for (unsigned i = 0; i < ndesc; i++) {
+		err = region_offer(out, regs[i]);
+		if (err)
+			return err;
+	}
+	unsigned d = 0;
+	bool ring_backed = false;
+	for (unsigned i = 0; i < m->nsegs; i++) {
+		uint8_t sf = i + 1 < m->nsegs ? ZL_SLOT_F_MORE : 0;
+		if (m->seg[i].ref == REF_INLINE) {
+			tx_place(out, entry_slots(m->seg[i].len));
+			struct iovec v = {(void *)m->seg[i].base, m->seg[i].len};
+			struct iov_cursor c = {.iov = &v, .n = 1};
+			put_inline(out, m->seg[i].len, sf, &c);
+			ring_backed = true;
+			continue;
+		}
+		struct zl_region *r = regs[d++];
+		uint32_t id = lend_take(out);
+		struct zl_lend *l = &out->lend[id];
+		l->kind = ZL_LEND_FWD;
+		l->in = in;
+		l->in_ref = m->seg[i].ref;
+		in->views++; /* each forwarded buffer keeps `in` alive until it returns */
+		put_desc(out, id, r->id,
+			 (uint64_t)((const char *)m->seg[i].base - (const char *)r->base),
+			 m->seg[i].len, sf);
+	}
+	tx_publish(out);
+	out->me->cnt.tx_msgs++;
+	out->me->cnt.tx_bytes += m->len;
+	/* The message itself is done with: its ring slots are freed now; its
+	 * buffers go back to `in` when `out`'s peer returns them. */
+	if (ring_backed)
+		in->held[m->ring_end & (in->rx_size - 1)].done = 1;
+	rx_advance(in);
+	m->chan = NULL;
+	in->views--;
+	int len = (int)m->len;
+	chan_maybe_free(in);
+	return len;
+}
+
+ZL_EXPORT int zl_chan_arm(struct zl_chan *ch)
+{
+	if (ch->err)
+		return ch->err;
+	if (ctl_drain(ch))
+		return ch->err;
+	uint64_t v;
+	ssize_t r = read(ch->efd, &v, sizeof(v)); /* consume old kicks */
+	(void)r;
+	rx_flush(ch);
+	if (tx_free(ch, ch->tx_size) < 0) /* refresh what we know of the peer's progress */
+		return ch->err;
+	uint32_t gen = ++ch->sleep_gen & 0x3fffffffu;
+	zl_write_once(&ch->me->sleep, (gen << 2) | ZL_SLEEP_RX | ZL_SLEEP_TX);
+	/* F_sleep: the flag is visible before we look at the peer's indices. */
+	zl_fence();
+	if (ch->state != ZL_CHAN_OPEN || zl_read_once(&ch->peer->state) != ZL_HALF_OPEN ||
+	    zl_read_once(&ch->peer->tx_prod) != ch->rx_read ||
+	    zl_read_once(&ch->peer->ret_prod) != ch->peer_ret_cons ||
+	    zl_read_once(&ch->peer->rx_cons) != ch->tx_cons_seen) {
+		zl_write_once(&ch->me->sleep, 0);
+		return 1;
+	}
+	return 0;
+}
+
+ZL_EXPORT int zl_chan_poll(struct zl_chan *ch)
+{
+	if (ch->err)
+		return ch->err;
+	ctl_drain(ch);
+	int n = chan_reap(ch);
+	if (n < 0)
+		return n;
+	chan_settle(ch);
+	return ch->state == ZL_CHAN_PEER_DEAD ? -ECONNRESET : n;
+}
+
+/* ------------------------------------------------------------------ */
+/* set-up and tear-down                                                */
+
+int zl__half_check(const struct zl_abi_half *h, uint64_t region_size, struct zl_half_geom *g)
+{
+	if (h->magic != ZL_ABI_HALF_MAGIC || h->version != ZL_ABI_VERSION ||
+	    h->hdr_size != sizeof(struct zl_abi_half))
+		return -EPROTO;
+	if (!is_pow2(h->slot_count) || h->slot_count < 64 || h->slot_count > 65536 ||
+	    !is_pow2(h->ret_count) || h->ret_count < 16 || h->ret_count > 65536)
+		return -EPROTO;
+	uint64_t slots_end = (uint64_t)h->slots_off + (uint64_t)h->slot_count * 64u;
+	uint64_t ret_end = (uint64_t)h->ret_off + (uint64_t)h->ret_count * 4u;
+	if (h->slots_off < sizeof(struct zl_abi_half) || (h->slots_off & 63u) ||
+	    (h->ret_off & 3u) || h->total_size != region_size || slots_end > region_size ||
+	    ret_end > region_size || (h->ret_off < slots_end && ret_end > h->slots_off))
+		return -EPROTO;
+	g->slot_count = h->slot_count;
+	g->ret_count = h->ret_count;
+	g->slots_off = h->slots_off;
+	g->ret_off = h->ret_off;
+	g->total = region_size;
+	return 0;
+}
+
+struct zl_chan *zl__chan_new(struct zl_ctx *ctx, const struct zl_chan_opts *opts, enum zl_mode mode,
+			     int ctl, uint64_t id, int *errp)
+{
+	uint32_t slots = opts && opts->slots ? opts->slots : DEF_SLOTS;
+	uint32_t lend = opts && opts->lend ? opts->lend : DEF_LEND;
+	int err = -EINVAL;
+	if (!is_pow2(slots) || slots < 64 || slots > 65536 || !is_pow2(lend) || lend < 16 ||
+	    lend > 65536) {
+		*errp = -EINVAL;
+		return NULL;
+	}
+	struct zl_chan *ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		*errp = -ENOMEM;
+		return NULL;
+	}
+	ch->ctx = ctx;
+	ch->id = id;
+	ch->mode = mode;
+	ch->ctl = ctl;
+	ch->efd = ch->peer_efd = ch->ep = -1;
+	uint64_t size = sizeof(struct zl_abi_half) + (uint64_t)slots * 64u + (uint64_t)lend * 4u;
+	err = zl__region_create(ctx, size, 0, false, "lane", &ch->mine);
+	if (err)
+		goto fail;
+	struct zl_abi_half *h = ch->mine->base;
+	h->magic = ZL_ABI_HALF_MAGIC;
+	h->version = ZL_ABI_VERSION;
+	h->hdr_size = sizeof(*h);
+	h->slot_count = slots;
+	h->ret_count = lend;
+	h->slots_off = sizeof(*h);
+	h->ret_off = (uint32_t)(sizeof(*h) + (uint64_t)slots * 64u);
+	h->total_size = ch->mine->size;
+	h->domain = ctx ? ctx->domain : 0;
+	uint32_t start = zl__test_start_index;
+	h->tx_prod = h->rx_cons = h->ret_prod = h->ret_cons = start;
+	ch->tx_prod = ch->tx_cons_seen = ch->ret_prod = ch->peer_ret_cons = start;
+	ch->rx_read = ch->rx_cons = ch->rx_freed = ch->rx_prod_seen = start;
+	ch->me = h;
+	ch->tx_slots = (struct zl_abi_slot *)((char *)h + h->slots_off);
+	ch->my_ret = (uint32_t *)((char *)h + h->ret_off);
+	ch->tx_size = slots;
+	ch->my_ret_size = lend;
+	ch->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ch->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ch->efd < 0 || ch->ep < 0) {
+		err = -errno;
+		goto fail;
+	}
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = ch->efd};
+	if (epoll_ctl(ch->ep, EPOLL_CTL_ADD, ch->efd, &ev) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	ev.events = EPOLLIN | EPOLLRDHUP;
+	ev.data.fd = ctl;
+	if (epoll_ctl(ch->ep, EPOLL_CTL_ADD, ctl, &ev) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	if (opts && (opts->flags & ZL_CHAN_NOSPIN))
+		ch->spin_ns = 0;
+	else if (opts && opts->spin_ns > 0)
+		ch->spin_ns = opts->spin_ns;
+	else
+		ch->spin_ns = default_spin();
+	ch->spin_cur = ch->spin_ns;
+	ch->state = ZL_CHAN_OPEN;
+	return ch;
+fail:
+	ch->ctl = -1; /* the caller still owns ctl */
+	zl__chan_free(ch);
+	*errp = err;
+	return NULL;
+}
+
+int zl__chan_hello_send(struct zl_chan *ch)
+{
+	struct zl_proto_peer_hello ph = {
+		.chan = ch->id,
+		.half_size = ch->mine->size,
+		.domain = ch->ctx ? ch->ctx->domain : 0,
+		.mode = (uint32_t)ch->mode,
+		.slot_count = ch->tx_size,
+		.ret_count = ch->my_ret_size,
+	};
+	int fds[2] = {ch->mine->fd, ch->efd};
+	return zl__msg_send(ch->ctl, ZL_MSG_PEER_HELLO, 0, &ph, sizeof(ph), fds, 2);
+}
+
+static bool is_eventfd(int fd)
+{
+	char path[64], target[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return false;
+	target[n] = '\0';
+	return strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
+int zl__chan_hello_recv(struct zl_chan *ch, int timeout_ms)
+{
+	struct pollfd p = {.fd = ch->ctl, .events = POLLIN};
+	int n;
+	do
+		n = poll(&p, 1, timeout_ms);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return -ETIMEDOUT;
+	char buf[ZL_PROTO_MAX];
+	int fds[4];
+	int nfds = 4;
+	ssize_t len = zl__msg_recv(ch->ctl, buf, sizeof(buf), fds, &nfds, true);
+	if (len == 0)
+		return -ECONNRESET;
+	if (len < 0)
+		return len == -EAGAIN ? -ETIMEDOUT : (int)len;
+	int type = zl__proto_check(buf, (size_t)len, nfds);
+	if (type == ZL_MSG_PEER_REFUSE) {
+		struct zl_proto_err e;
+		memcpy(&e, buf + sizeof(struct zl_proto_hdr), sizeof(e));
+		return -e.err;
+	}
+	if (type != ZL_MSG_PEER_HELLO) {
+		zl__close_fds(fds, nfds);
+		return -EPROTO;
+	}
+	struct zl_proto_peer_hello ph;
+	memcpy(&ph, buf + sizeof(struct zl_proto_hdr), sizeof(ph));
+	if (ph.mode != (uint32_t)ch->mode || !is_eventfd(fds[1]) || ph.half_size > (1ull << 32)) {
+		zl__close_fds(fds, nfds);
+		return -EPROTO;
+	}
+	ch->peer_efd = fds[1];
+	int err = zl__region_import(ch->ctx, fds[0], 0, ph.half_size, ph.domain, 0, &ch->theirs);
+	if (err)
+		return err;
+	/* Copy the header, then check the copy: the peer can change its page. */
+	struct zl_abi_half hc;
+	memcpy(&hc, ch->theirs->base, sizeof(hc));
+	struct zl_half_geom g;
+	if (zl__half_check(&hc, ch->theirs->size, &g) || g.slot_count != ph.slot_count ||
+	    g.ret_count != ph.ret_count)
+		return -EPROTO;
+	ch->peer = ch->theirs->base;
+	ch->rx_slots = (const struct zl_abi_slot *)((const char *)ch->peer + g.slots_off);
+	ch->peer_ret = (const uint32_t *)((const char *)ch->peer + g.ret_off);
+	ch->rx_size = g.slot_count;
+	ch->peer_ret_size = g.ret_count;
+	ch->peer_domain = ph.domain;
+	/* Both sides start every index at the same value (0 outside tests); the
+	 * peer may already have sent messages, nothing else. */
+	if (zl_read_once(&ch->peer->tx_prod) - ch->rx_read > ch->rx_size ||
+	    zl_read_once(&ch->peer->ret_prod) != ch->peer_ret_cons ||
+	    zl_read_once(&ch->peer->rx_cons) != ch->tx_prod ||
+	    zl_read_once(&ch->peer->ret_cons) != ch->ret_prod)
+		return -EPROTO;
+	ch->held = calloc(ch->rx_size, sizeof(*ch->held));
+	ch->lend = calloc(ch->peer_ret_size, sizeof(*ch->lend));
+	if (!ch->held || !ch->lend)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < ch->peer_ret_size; i++)
+		ch->lend[i].next_free = i + 1 < ch->peer_ret_size ? i + 2 : 0;
+	ch->lend_free = 1;
+	return 0;
+}
+
+void zl__chan_free(struct zl_chan *ch)
+{
+	if (!ch)
+		return;
+	if (ch->ctx && ch->registered) {
+		struct zl_proto_chan pc = {
+			.chan = ch->id, .domain = ch->ctx->domain, .side = ch->side};
+		zl__broker_notify(ch->ctx, ZL_MSG_CHAN_DOWN, &pc, sizeof(pc), NULL, 0);
+	}
+	for (unsigned i = 0; i < ch->npregs; i++)
+		zl__region_put(ch->pregs[i].r);
+	free(ch->pregs);
+	free(ch->sent);
+	free(ch->held);
+	free(ch->lend);
+	zl__region_put(ch->theirs);
+	zl__region_put(ch->mine);
+	if (ch->efd >= 0)
+		close(ch->efd);
+	if (ch->peer_efd >= 0)
+		close(ch->peer_efd);
+	if (ch->ep >= 0)
+		close(ch->ep);
+	if (ch->ctl >= 0)
+		close(ch->ctl);
+	free(ch);
+}
+
+static void chan_free(struct zl_chan *ch)
+{
+	zl__chan_free(ch);
+}
+
+ZL_EXPORT void zl_chan_close(struct zl_chan *ch)
+{
+	if (!ch || ch->app_closed)
+		return;
+	ch->app_closed = true;
+	if (ch->peer) {
+		/* R_state: everything published comes before the state. */
+		zl_store_release(&ch->me->state, ZL_HALF_CLOSED);
+		kick_peer(ch, ZL_SLEEP_RX | ZL_SLEEP_TX);
+	}
+	/* The peer sees the hang-up now, and reads our state as CLOSED. */
+	if (ch->ctl >= 0) {
+		if (ch->ep >= 0)
+			epoll_ctl(ch->ep, EPOLL_CTL_DEL, ch->ctl, NULL);
+		close(ch->ctl);
+		ch->ctl = -1;
+	}
+	chan_reclaim(ch);
+	chan_maybe_free(ch);
+}
+
+ZL_EXPORT int zl_chan_shutdown(struct zl_chan *ch)
+{
+	if (ch->err)
+		return ch->err;
+	if (!ch->shut_wr) {
+		ch->shut_wr = true;
+		/* R_state: every send published its entries before this. */
+		zl_store_release(&ch->me->state, ZL_HALF_SHUT_WR);
+		kick_peer(ch, ZL_SLEEP_RX);
+	}
+	return 0;
+}
+
+ZL_EXPORT int zl_chan_fd(const struct zl_chan *ch)
+{
+	return ch->ep;
+}
+
+ZL_EXPORT void zl_chan_set_spin(struct zl_chan *ch, int64_t spin_ns)
+{
+	ch->spin_ns = spin_ns < 0 ? default_spin() : spin_ns;
+	ch->spin_cur = ch->spin_ns;
+}
+
+ZL_EXPORT void zl_chan_info(const struct zl_chan *ch, struct zl_chan_info *in)
+{
+	memset(in, 0, sizeof(*in));
+	in->chan = ch->id;
+	in->peer.id = ch->peer_domain;
+	in->mode = ch->mode;
+	in->state = ch->state;
+	in->error = ch->err;
+	in->slots = ch->tx_size;
+	in->peer_slots = ch->rx_size;
+	in->lend = ch->my_ret_size;
+	in->peer_lend = ch->peer_ret_size;
+	in->lent = ch->lent;
+	const struct zl_abi_counters *c = &ch->me->cnt;
+	in->tx_msgs = c->tx_msgs;
+	in->tx_bytes = c->tx_bytes;
+	in->rx_msgs = c->rx_msgs;
+	in->rx_bytes = c->rx_bytes;
+	in->kicks = c->kicks;
+	in->spins = c->spins;
+	in->sleeps = c->sleeps;
+	in->drops = c->drops;
+}
+
+ZL_EXPORT int zl_chan_pair(struct zl_ctx *ctx, const struct zl_chan_opts *opts,
+			   struct zl_chan *out[2])
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	enum zl_mode mode = opts ? opts->mode : ZL_MODE_SHARED;
+	int err = 0;
+	struct zl_chan *a = zl__chan_new(ctx, opts, mode, sv[0], 0, &err);
+	if (!a) {
+		close(sv[0]);
+		close(sv[1]);
+		return err;
+	}
+	struct zl_chan *b = zl__chan_new(ctx, opts, mode, sv[1], 0, &err);
+	if (!b) {
+		close(sv[1]);
+		zl__chan_free(a);
+		return err;
+	}
+	if ((err = zl__chan_hello_send(a)) || (err = zl__chan_hello_send(b)) ||
+	    (err = zl__chan_hello_recv(a, 1000)) || (err = zl__chan_hello_recv(b, 1000))) {
+		zl__chan_free(a);
+		zl__chan_free(b);
+		return err;
+	}
+	b->side = 1;
+	out[0] = a;
+	out[1] = b;
+	return 0;
+}

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/* libzerolink internals shared between its files. Not installed. */
+#ifndef ZL_INTERNAL_H
+#define ZL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <zerolink/abi/lane.h>
+#include <zerolink/abi/proto.h>
+#include <zerolink/zerolink.h>
+
+#define ZL_EXPORT __attribute__((visibility("default")))
+#define ZL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define ZL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define ZL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- regions (region.c) ---- */
+
+struct zl_region {
+	uint64_t id;
+	int fd;
+	void *base;
+	uint64_t size;
+	uint32_t owner; /* owner domain */
+	uint32_t flags; /* ZL_REGION_F_* */
+	bool own;       /* mapped read-write by us */
+	dev_t dev;
+	ino_t ino;
+	int refs; /* atomic */
+	struct zl_ctx *ctx;
+	struct zl_region *next; /* ctx->imports list (imported regions only) */
+};
+
+int zl__region_create(struct zl_ctx *ctx, uint64_t size, uint32_t flags, bool hugetlb,
+		      const char *name, struct zl_region **out);
+/* Takes ownership of fd in every case. */
+int zl__region_import(struct zl_ctx *ctx, int fd, uint64_t id, uint64_t size, uint32_t owner,
+		      uint32_t flags, struct zl_region **out);
+void zl__region_get(struct zl_region *r);
+void zl__region_put(struct zl_region *r);
+
+/* ---- pools (pool.c) ---- */
+
+struct zl_pool_cls {
+	uint32_t size, count;
+	uint64_t off;      /* offset of buffer 0 in the region */
+	uint32_t *stack;   /* owner's free stack of indices */
+	uint32_t nfree;    /* entries in stack */
+	uint32_t *next;    /* links of the returned list, index + 1, 0 ends */
+	uint32_t ret_head; /* atomic: returned list head, index + 1, 0 empty */
+};
+
+struct zl_pool {
+	struct zl_ctx *ctx;
+	struct zl_region *reg;
+	unsigned ncls;
+	struct zl_pool_cls cls[ZL_POOL_MAX_CLASSES];
+};
+
+void zl__pool_return(struct zl_pool *pool, uint32_t id);
+
+/* ---- channels (chan.c) ---- */
+
+enum { ZL_LEND_FREE = 0, ZL_LEND_POOL = 1, ZL_LEND_FWD = 2 };
+
+struct zl_lend {
+	uint8_t kind;
+	uint32_t next_free;
+	uint32_t buf_id; /* ZL_LEND_POOL */
+	struct zl_pool *pool;
+	struct zl_chan *in; /* ZL_LEND_FWD: channel the buffer came in on */
+	uint32_t in_ref;    /* its lend id on that channel */
+};
+
+struct zl_peer_region {
+	uint64_t id;
+	struct zl_region *r;
+};
+
+struct zl_held {
+	uint32_t end; /* ring index after the message */
+	uint8_t done;
+};
+
+struct zl_chan {
+	struct zl_ctx *ctx;
+	uint64_t id;
+	uint32_t peer_domain;
+	enum zl_mode mode;
+
+	/* my half (read-write) and the peer's (read-only) */
+	struct zl_region *mine, *theirs;
+	struct zl_abi_half *me;
+	const struct zl_abi_half *peer;
+	struct zl_abi_slot *tx_slots;
+	const struct zl_abi_slot *rx_slots;
+	uint32_t *my_ret;
+	const uint32_t *peer_ret;
+	uint32_t tx_size, rx_size; /* slot counts */
+	uint32_t my_ret_size;      /* = lend capacity of the peer */
+	uint32_t peer_ret_size;    /* = my lend capacity */
+
+	/* producer side (local copies of what we publish) */
+	uint32_t tx_prod;
+	uint32_t tx_cons_seen; /* last validated peer->rx_cons */
+	uint32_t kicked_gen;   /* sleep generation of the peer we last kicked */
+
+	/* consumer side */
+	uint32_t rx_read;      /* next entry to parse */
+	uint32_t rx_cons;      /* published consumer index */
+	uint32_t rx_freed;     /* freed locally; published lazily (rx_flush) */
+	uint32_t rx_prod_seen; /* last validated peer->tx_prod */
+	struct zl_held *held;  /* ring-backed views not yet released, FIFO */
+	uint32_t held_head, held_tail;
+	uint32_t big_left; /* bytes of a fragmented message still to copy */
+
+	/* returns */
+	uint32_t ret_prod;      /* my return ring producer */
+	uint32_t peer_ret_cons; /* how far I have reaped the peer's returns */
+
+	/* lending */
+	struct zl_lend *lend;
+	uint32_t lend_free; /* head of the free list, lend index + 1, 0 = none */
+	uint32_t lent;
+
+	/* regions the peer handed us, and region ids we handed the peer */
+	struct zl_peer_region *pregs;
+	unsigned npregs, cappregs;
+	uint64_t *sent;
+	unsigned nsent, capsent;
+
+	int efd, peer_efd, ctl, ep;
+	int64_t spin_ns;  /* configured budget */
+	int64_t spin_cur; /* adaptive budget */
+	uint32_t sleep_gen;
+	uint64_t live_ns; /* last liveness check of a non-blocking caller */
+	enum zl_chan_state state;
+	int err; /* sticky negative errno once broken */
+	bool shut_wr;
+	bool app_closed;   /* zl_chan_close() was called */
+	bool released_all; /* lent buffers were reclaimed */
+	uint32_t views;    /* zl_msg views outstanding */
+	bool registered;   /* told the broker (CHAN_UP) */
+	uint32_t side;
+};
+
+/* Initial value of every ring index of new channels (tests start near 2^32
+ * to cross the wrap); 0 in normal use. */
+extern uint32_t zl__test_start_index;
+
+struct zl_chan *zl__chan_new(struct zl_ctx *ctx, const struct zl_chan_opts *opts, enum zl_mode mode,
+			     int ctl, uint64_t id, int *err);
+int zl__chan_hello_send(struct zl_chan *ch);
+int zl__chan_hello_recv(struct zl_chan *ch, int timeout_ms);
+void zl__chan_free(struct zl_chan *ch);
+/* Validation of a peer half header (also used by the fuzz harness). */
+struct zl_half_geom {
+	uint32_t slot_count, ret_count, slots_off, ret_off;
+	uint64_t total;
+};
+int zl__half_check(const struct zl_abi_half *h, uint64_t region_size, struct zl_half_geom *g);
+
+/* ---- context and broker client (ctx.c) ---- */
+
+struct zl_ctx {
+	pthread_mutex_t lock;
+	int bfd;
+	char path[108];
+	char name[ZL_NAME_MAX];
+	uint32_t domain;
+	uint32_t seq;
+	uint32_t region_seq; /* atomic */
+	unsigned flags;
+	struct zl_region *imports; /* under lock */
+};
+
+struct zl_listener {
+	struct zl_ctx *ctx;
+	int fd;
+	char service[ZL_NAME_MAX];
+};
+
+/* Send one request on the main broker connection and read one reply.
+ * Reconnects once if the broker went away. */
+int zl__broker_call(struct zl_ctx *ctx, uint8_t type, const void *body, size_t blen, const int *fds,
+		    int nfds, void *reply, size_t rcap, int *rfds, int *nrfds);
+/* Fire-and-forget notice to the broker (channel up/down, regions). */
+void zl__broker_notify(struct zl_ctx *ctx, uint8_t type, const void *body, size_t blen,
+		       const int *fds, int nfds);
+int zl__broker_dial(const char *path, bool spawn, int *out);
+
+/* ---- messages and descriptors (proto.c) ---- */
+
+/* Send one datagram: header + body, with fds. Retries EINTR. */
+int zl__msg_send(int fd, uint8_t type, uint32_t seq, const void *body, size_t blen, const int *fds,
+		 int nfds);
+/* Receive one datagram into buf (ZL_PROTO_MAX bytes); received fds go to
+ * fds[0..*nfds) (capacity given in *nfds). Non-blocking when dontwait.
+ * Returns the datagram length, 0 on EOF, or -errno. Closes surplus fds. */
+ssize_t zl__msg_recv(int fd, void *buf, size_t cap, int *fds, int *nfds, bool dontwait);
+/* Check a received datagram: header sane, length matching its type, strings
+ * terminated, fd count as announced. Returns the type or -EPROTO. */
+int zl__proto_check(const void *buf, size_t len, int nfds);
+/* Expected body size of a message type, or -1 if unknown. */
+int zl__proto_body_size(uint8_t type);
+bool zl__name_ok(const char *s, size_t max);
+void zl__close_fds(int *fds, int n);
+
+/* ---- misc (util.c) ---- */
+uint64_t zl__now_ns(void);
+int zl__set_cloexec_nonblock(int fd, bool nonblock);
+
+#endif
