@@ -59,9 +59,9 @@ check-tsan: deps
 fuzz: deps
 	[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Db_lundef=false
 	ninja -C $(FUZZ_BUILD)
-	for f in $(FUZZ_BUILD)/tests/fuzz_*; do \
+	for f in $(FUZZ_BUILD)/tests/fuzz_proto $(FUZZ_BUILD)/tests/fuzz_lane; do \
 	  echo "== $$f for $(FUZZ_SECONDS) s"; mkdir -p $(FUZZ_BUILD)/corpus-$$(basename $$f); \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_BUILD)/corpus-$$(basename $$f) || exit 1; \
+	  ZEROLINKD=$(CURDIR)/$(FUZZ_BUILD)/zerolinkd $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-$$(basename $$f) || exit 1; \
 	done
 
 format:
