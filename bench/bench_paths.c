@@ -42,7 +42,8 @@ int rv_prepare(struct rendezvous *rv, enum kind kind, const struct zl_chan_opts 
 	} else if (kind == K_UNIX) {
 		rv->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		struct sockaddr_un sa = {.sun_family = AF_UNIX};
-		snprintf(rv->upath, sizeof(rv->upath), "/tmp/zl-bench-%d.sock", (int)getpid());
+		snprintf(rv->upath, sizeof(rv->upath), "/tmp/zl-bench-%d.%d.sock", (int)getpid(),
+			 ++svc_seq);
 		unlink(rv->upath);
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", rv->upath);
 		if (bind(rv->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(rv->lfd, 8) < 0)
@@ -405,8 +406,8 @@ static double stream_run(const char *label, enum kind kind, const struct zl_chan
 				uint64_t v;
 				memcpy(&v, m[i].seg[0].base, sizeof(v));
 				bytes += m[i].len + (v & 0);
-				zl_msg_release(&m[i]);
 			}
+			zl_msg_release_burst(m, (unsigned)n);
 			got = n;
 		} else if (kind == K_ZL) {
 			int r = zl_chan_recv(ep.ch, buf, bufsz, 0);

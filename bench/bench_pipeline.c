@@ -60,19 +60,26 @@ static int producer(void *p)
 		struct zl_pool *pool;
 		if (zl_pool_create(ep.ctx, &po, &pool))
 			return 1;
+		/* bursts of 16 records, published at once */
+		struct zl_buf b[16];
+		uint32_t lens[16];
 		while (!zl_read_once(&a->ctl->stop)) {
-			struct zl_buf b;
-			int r = zl_buf_alloc(pool, a->rec, &b);
-			if (r == -ENOBUFS) {
+			unsigned n = 0;
+			while (n < 16 && zl_buf_alloc(pool, a->rec, &b[n]) == 0) {
+				memcpy(b[n].data, &seq, sizeof(seq));
+				lens[n++] = (uint32_t)a->rec;
+				seq++;
+			}
+			if (n == 0) {
 				if (zl_chan_poll(ep.ch) < 0)
 					break;
-				sched_yield();
 				continue;
 			}
-			memcpy(b.data, &seq, sizeof(seq));
-			if (zl_chan_send_buf(ep.ch, &b, a->rec, 0) < 0)
+			int r = zl_chan_send_buf_burst(ep.ch, b, lens, n, 0);
+			if (r < 0)
 				break;
-			seq++;
+			for (unsigned i = (unsigned)r; i < n; i++)
+				zl_buf_free(&b[i]);
 		}
 		ep_close(&ep);
 		zl_pool_destroy(pool);
@@ -105,9 +112,8 @@ static int middle(void *p)
 			int n = zl_chan_recv_burst(in.ch, m, 32, 0);
 			if (n <= 0)
 				break;
-			for (int i = 0; i < n; i++)
-				if (zl_chan_forward(out.ch, &m[i], 0) < 0)
-					goto done;
+			if (zl_chan_forward_burst(out.ch, m, (unsigned)n, 0) != n)
+				goto done;
 		}
 	} else {
 		char *buf = malloc(a->rec);
@@ -155,8 +161,8 @@ static double pipeline_procs(enum kind kind, size_t rec, double *cpu)
 			for (int i = 0; i < got; i++) {
 				uint64_t v;
 				memcpy(&v, m[i].seg[0].base, sizeof(v));
-				zl_msg_release(&m[i]);
 			}
+			zl_msg_release_burst(m, (unsigned)got);
 		} else {
 			if (ep_recv(&ep, buf, rec) <= 0)
 				break;
@@ -175,6 +181,13 @@ static double pipeline_procs(enum kind kind, size_t rec, double *cpu)
 			c1 = cpu_ns_self() + cpu_ns_pid(pp) + cpu_ns_pid(pm);
 			zl_write_once(&ctl->stop, 1);
 		}
+	}
+	if (kind == K_ZL && getenv("ZL_BENCH_DEBUG")) {
+		struct zl_chan_info ci;
+		zl_chan_info(ep.ch, &ci);
+		fprintf(stderr, "\nconsumer: rx %llu kicks %llu spins %llu sleeps %llu\n",
+			(unsigned long long)ci.rx_msgs, (unsigned long long)ci.kicks,
+			(unsigned long long)ci.spins, (unsigned long long)ci.sleeps);
 	}
 	ep_close(&ep);
 	wait_child(pp);

@@ -37,7 +37,7 @@ enum zl_mode {
 
 /** Spin budget value that never sleeps (pure polling, no eventfd). */
 #define ZL_SPIN_FOREVER INT64_MAX
-/** Spin budget value that uses the default ($ZEROLINK_SPIN_US, else 50 us). */
+/** Spin budget value that uses the default ($ZEROLINK_SPIN_US, else 10 us). */
 #define ZL_SPIN_DEFAULT (-1)
 
 /** Options of zl_connect() and zl_accept(). Zero-fill, then set. */
@@ -211,6 +211,15 @@ int zl_chan_send_bufs(struct zl_chan *ch, const struct zl_buf *bufs, const uint3
 		      unsigned n, unsigned flags);
 
 /**
+ * zl_chan_send_buf_burst() - n messages of one pool buffer each, published
+ * to the peer at once (one index store, at most one wake-up).
+ * Return: messages sent (> 0; fewer than n when one fails: the caller still
+ * owns the buffers from that one on), or the first message's error.
+ */
+int zl_chan_send_buf_burst(struct zl_chan *ch, const struct zl_buf *bufs, const uint32_t *lens,
+			   unsigned n, unsigned flags);
+
+/**
  * zl_chan_recv_msg() - the next message, in place.
  * Return: 1 a message is in *m; 0 end of stream; -EMSGSIZE the message has
  * more than ZL_MSG_MAX_SEGS segments or does not fit the lane (use
@@ -231,6 +240,9 @@ int zl_chan_recv_burst(struct zl_chan *ch, struct zl_msg *m, unsigned n, unsigne
  */
 void zl_msg_release(struct zl_msg *m);
 
+/** zl_msg_release_burst() - release m[0..n), publishing returns once per channel. */
+void zl_msg_release_burst(struct zl_msg *m, unsigned n);
+
 /**
  * zl_chan_forward() - send a received message on to another channel without
  * copying its pool buffers (transitive zero-copy). The third domain maps the
@@ -240,6 +252,13 @@ void zl_msg_release(struct zl_msg *m);
  * or @out is isolated; others as zl_chan_send_buf().
  */
 int zl_chan_forward(struct zl_chan *out, struct zl_msg *m, unsigned flags);
+
+/**
+ * zl_chan_forward_burst() - forward m[0..n) in order, published at once.
+ * Return: messages forwarded (> 0; the rest are still the caller's), or the
+ * first one's error.
+ */
+int zl_chan_forward_burst(struct zl_chan *out, struct zl_msg *m, unsigned n, unsigned flags);
 
 /**
  * zl_chan_poll() - collect buffers the peer returned (and control messages)

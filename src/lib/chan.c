@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,7 @@
 
 #define DEF_SLOTS 1024u
 #define DEF_LEND 1024u
-#define DEF_SPIN_NS 50000
+#define DEF_SPIN_NS 10000
 #define LIVENESS_NS 5000000ull /* how often a spinning waiter checks the peer is alive */
 #define REF_INLINE UINT32_MAX
 #define ZL_SLOT_BIG 3u /* header of a message fragmented over several entries */
@@ -210,8 +211,13 @@ static bool wait_ready(struct zl_chan *ch, unsigned what, uint32_t cons0, uint32
 		return true;
 	if (zl_read_once(&ch->peer->state) != ZL_HALF_OPEN)
 		return true;
-	if (what & ZL_SLEEP_RX)
+	if (what & ZL_SLEEP_RX) {
+		for (unsigned i = 0; i < ch->ndown; i++)
+			if (zl_read_once(&ch->down[i]->peer->ret_prod) !=
+			    ch->down[i]->peer_ret_cons)
+				return true;
 		return zl_read_once(&ch->peer->tx_prod) != ch->rx_read;
+	}
 	return zl_read_once(&ch->peer->rx_cons) != cons0 ||
 	       zl_read_once(&ch->peer->ret_prod) != ret0;
 }
@@ -234,8 +240,15 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 				ch->spin_cur = ch->spin_ns;
 				return 0;
 			}
-			zl_cpu_relax();
-			if ((i & 255) == 0) {
+			/* Past the first microseconds, let another thread of this
+			 * core run (a pipeline stage sharing it, say) instead of
+			 * burning the rest of the budget: yielding returns at once
+			 * when nothing else is runnable. */
+			if (i > 2048)
+				sched_yield();
+			else
+				zl_cpu_relax();
+			if ((i & 255) == 0 || i > 2048) {
 				uint64_t now = zl__now_ns();
 				if (budget != ZL_SPIN_FOREVER && (int64_t)(now - start) >= budget)
 					break;
@@ -252,6 +265,15 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 	}
 	uint32_t gen = ++ch->sleep_gen & 0x3fffffffu;
 	zl_write_once(&ch->me->sleep, (gen << 2) | what);
+	if (what & ZL_SLEEP_RX) {
+		/* returns on the channels we forwarded to wake us too: their
+		 * eventfds are in our epoll set */
+		for (unsigned i = 0; i < ch->ndown; i++) {
+			struct zl_chan *d = ch->down[i];
+			uint32_t g = ++d->sleep_gen & 0x3fffffffu;
+			zl_write_once(&d->me->sleep, (g << 2) | ZL_SLEEP_TX);
+		}
+	}
 	/* F_sleep: the flag is visible before we look at the peer's indices. */
 	zl_fence();
 	if (!wait_ready(ch, what, cons0, ret0)) {
@@ -269,7 +291,55 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 				ctl_drain(ch);
 	}
 	zl_write_once(&ch->me->sleep, 0);
+	if (what & ZL_SLEEP_RX) {
+		for (unsigned i = 0; i < ch->ndown; i++) {
+			uint64_t v;
+			ssize_t r = read(ch->down[i]->efd, &v, sizeof(v));
+			(void)r;
+			zl_write_once(&ch->down[i]->me->sleep, 0);
+		}
+	}
 	return 0;
+}
+
+/* Remember that `in` forwarded buffers to `out` (see struct zl_chan). */
+static void chan_link(struct zl_chan *in, struct zl_chan *out)
+{
+	for (unsigned i = 0; i < in->ndown; i++)
+		if (in->down[i] == out)
+			return;
+	if (in->ndown == ZL_ARRAY_SIZE(in->down) || out->nup == ZL_ARRAY_SIZE(out->up))
+		return; /* the application must poll `out` itself (zl_chan_poll) */
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = out->efd};
+	if (epoll_ctl(in->ep, EPOLL_CTL_ADD, out->efd, &ev) < 0)
+		return;
+	in->down[in->ndown++] = out;
+	out->up[out->nup++] = in;
+}
+
+static void chan_unlink_all(struct zl_chan *ch)
+{
+	for (unsigned i = 0; i < ch->nup; i++) {
+		struct zl_chan *u = ch->up[i];
+		for (unsigned k = 0; k < u->ndown; k++) {
+			if (u->down[k] == ch) {
+				u->down[k] = u->down[--u->ndown];
+				epoll_ctl(u->ep, EPOLL_CTL_DEL, ch->efd, NULL);
+				break;
+			}
+		}
+	}
+	for (unsigned i = 0; i < ch->ndown; i++) {
+		struct zl_chan *d = ch->down[i];
+		for (unsigned k = 0; k < d->nup; k++) {
+			if (d->up[k] == ch) {
+				d->up[k] = d->up[--d->nup];
+				break;
+			}
+		}
+		epoll_ctl(ch->ep, EPOLL_CTL_DEL, d->efd, NULL);
+	}
+	ch->nup = ch->ndown = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -290,10 +360,13 @@ static bool ret_push(struct zl_chan *ch, uint32_t ref)
 {
 	if (ch->err || ch->state != ZL_CHAN_OPEN || ch->app_closed)
 		return true; /* nobody will reap the ring any more */
-	uint32_t reaped = zl_load_acquire(&ch->peer->ret_cons);
-	if (ch->ret_prod - reaped >= ch->my_ret_size) {
-		chan_break(ch, -EPROTO);
-		return false;
+	if (ch->ret_prod - ch->ret_cons_seen >= ch->my_ret_size) {
+		/* read the peer's progress only when the cached value says full */
+		ch->ret_cons_seen = zl_load_acquire(&ch->peer->ret_cons);
+		if (ch->ret_prod - ch->ret_cons_seen >= ch->my_ret_size) {
+			chan_break(ch, -EPROTO);
+			return false;
+		}
 	}
 	zl_write_once(&ch->my_ret[ch->ret_prod & (ch->my_ret_size - 1)], ref);
 	ch->ret_prod++;
@@ -627,10 +700,17 @@ static int region_offer(struct zl_chan *ch, struct zl_region *r)
 static int lend_reserve(struct zl_chan *ch, unsigned n, unsigned flags)
 {
 	for (;;) {
-		chan_reap(ch);
+		/* Collect returns when the loan table fills, and every 16 sends so
+		 * that pools refill; not on every send, which would pull the
+		 * peer's return index across cores each time. */
+		if (ch->lent + n > ch->peer_ret_size / 2 || (++ch->reap_tick & 15) == 0)
+			chan_reap(ch);
 		int err = send_status(ch);
 		if (err)
 			return err;
+		if (ch->lent + n <= ch->peer_ret_size)
+			return 0;
+		chan_reap(ch);
 		if (ch->lent + n <= ch->peer_ret_size)
 			return 0;
 		if (flags & ZL_DONTWAIT)
@@ -662,8 +742,8 @@ static void put_desc(struct zl_chan *ch, uint32_t lend, uint64_t region, uint64_
 	ch->tx_prod++;
 }
 
-ZL_EXPORT int zl_chan_send_bufs(struct zl_chan *ch, const struct zl_buf *bufs, const uint32_t *lens,
-				unsigned n, unsigned flags)
+static int send_bufs_impl(struct zl_chan *ch, const struct zl_buf *bufs, const uint32_t *lens,
+			  unsigned n, unsigned flags, bool publish)
 {
 	if (n == 0 || n > ZL_MSG_MAX_SEGS)
 		return -EINVAL;
@@ -676,7 +756,7 @@ ZL_EXPORT int zl_chan_send_bufs(struct zl_chan *ch, const struct zl_buf *bufs, c
 	if (total > INT32_MAX)
 		return -EINVAL;
 	if (ch->mode == ZL_MODE_ISOLATED) {
-		struct iovec v[ZL_MSG_MAX_SEGS];
+		struct iovec v[ZL_MSG_MAX_SEGS] = {{0}};
 		for (unsigned i = 0; i < n; i++) {
 			v[i].iov_base = bufs[i].data;
 			v[i].iov_len = lens[i];
@@ -710,10 +790,32 @@ ZL_EXPORT int zl_chan_send_bufs(struct zl_chan *ch, const struct zl_buf *bufs, c
 		put_desc(ch, id, bufs[i].pool->reg->id, off, lens[i],
 			 i + 1 < n ? ZL_SLOT_F_MORE : 0);
 	}
-	tx_publish(ch);
+	if (publish)
+		tx_publish(ch);
 	ch->me->cnt.tx_msgs++;
 	ch->me->cnt.tx_bytes += total;
 	return (int)total;
+}
+
+ZL_EXPORT int zl_chan_send_bufs(struct zl_chan *ch, const struct zl_buf *bufs, const uint32_t *lens,
+				unsigned n, unsigned flags)
+{
+	return send_bufs_impl(ch, bufs, lens, n, flags, true);
+}
+
+ZL_EXPORT int zl_chan_send_buf_burst(struct zl_chan *ch, const struct zl_buf *bufs,
+				     const uint32_t *lens, unsigned n, unsigned flags)
+{
+	unsigned k = 0;
+	int err = 0;
+	for (; k < n; k++) {
+		err = send_bufs_impl(ch, &bufs[k], &lens[k], 1, flags, false);
+		if (err < 0)
+			break;
+	}
+	if (zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
+		tx_publish(ch);
+	return k ? (int)k : err;
 }
 
 ZL_EXPORT int zl_chan_send_buf(struct zl_chan *ch, const struct zl_buf *buf, size_t len,
@@ -967,6 +1069,8 @@ static int rx_next(struct zl_chan *ch, struct zl_msg *m, uint32_t *endp, uint32_
 			return r;
 		rx_flush(ch);
 		chan_reap(ch);
+		for (unsigned i = 0; i < ch->ndown; i++)
+			chan_reap(ch->down[i]);
 		int st = rx_idle_status(ch);
 		if (st < 0)
 			return st;
@@ -1029,11 +1133,12 @@ static void chan_maybe_free(struct zl_chan *ch)
 		chan_free(ch);
 }
 
-ZL_EXPORT void zl_msg_release(struct zl_msg *m)
+/* End a view; returns the channel whose return ring needs publishing. */
+static struct zl_chan *release_impl(struct zl_msg *m)
 {
 	struct zl_chan *ch = m->chan;
 	if (!ch)
-		return;
+		return NULL;
 	m->chan = NULL;
 	bool ring_backed = false, rets = false;
 	for (unsigned i = 0; i < m->nsegs; i++) {
@@ -1044,14 +1149,38 @@ ZL_EXPORT void zl_msg_release(struct zl_msg *m)
 			rets = true;
 		}
 	}
-	if (rets)
-		ret_publish(ch);
 	if (ring_backed)
 		ch->held[m->ring_end & (ch->rx_size - 1)].done = 1;
 	if (!ch->app_closed)
 		rx_advance(ch);
 	ch->views--;
-	chan_maybe_free(ch);
+	if (ch->app_closed) {
+		chan_maybe_free(ch); /* nothing to publish: the ring is not read any more */
+		return NULL;
+	}
+	return rets ? ch : NULL;
+}
+
+ZL_EXPORT void zl_msg_release(struct zl_msg *m)
+{
+	struct zl_chan *ch = release_impl(m);
+	if (ch)
+		ret_publish(ch);
+}
+
+ZL_EXPORT void zl_msg_release_burst(struct zl_msg *m, unsigned n)
+{
+	struct zl_chan *pend = NULL;
+	for (unsigned i = 0; i < n; i++) {
+		struct zl_chan *ch = release_impl(&m[i]);
+		if (ch && ch != pend) {
+			if (pend)
+				ret_publish(pend);
+			pend = ch;
+		}
+	}
+	if (pend)
+		ret_publish(pend);
 }
 
 /* Copy a fragmented message whose BIG header is at rx_read. */
@@ -1141,7 +1270,7 @@ ZL_EXPORT int zl_chan_peek_len(struct zl_chan *ch, unsigned flags)
 	return (int)m.len;
 }
 
-ZL_EXPORT int zl_chan_forward(struct zl_chan *out, struct zl_msg *m, unsigned flags)
+static int forward_impl(struct zl_chan *out, struct zl_msg *m, unsigned flags, bool publish)
 {
 	struct zl_chan *in = m->chan;
 	if (!in || m->nsegs == 0)
@@ -1220,7 +1349,10 @@ ZL_EXPORT int zl_chan_forward(struct zl_chan *out, struct zl_msg *m, unsigned fl
 			 (uint64_t)((const char *)m->seg[i].base - (const char *)r->base),
 			 m->seg[i].len, sf);
 	}
-	tx_publish(out);
+	if (publish)
+		tx_publish(out);
+	if (d)
+		chan_link(in, out);
 	out->me->cnt.tx_msgs++;
 	out->me->cnt.tx_bytes += m->len;
 	/* The message itself is done with: its ring slots are freed now; its
@@ -1233,6 +1365,26 @@ ZL_EXPORT int zl_chan_forward(struct zl_chan *out, struct zl_msg *m, unsigned fl
 	int len = (int)m->len;
 	chan_maybe_free(in);
 	return len;
+}
+
+ZL_EXPORT int zl_chan_forward(struct zl_chan *out, struct zl_msg *m, unsigned flags)
+{
+	return forward_impl(out, m, flags, true);
+}
+
+ZL_EXPORT int zl_chan_forward_burst(struct zl_chan *out, struct zl_msg *m, unsigned n,
+				    unsigned flags)
+{
+	unsigned k = 0;
+	int err = 0;
+	for (; k < n; k++) {
+		err = forward_impl(out, &m[k], flags, false);
+		if (err < 0)
+			break;
+	}
+	if (zl_read_once(&out->me->tx_prod) != out->tx_prod)
+		tx_publish(out);
+	return k ? (int)k : err;
 }
 
 ZL_EXPORT int zl_chan_arm(struct zl_chan *ch)
@@ -1335,7 +1487,8 @@ struct zl_chan *zl__chan_new(struct zl_ctx *ctx, const struct zl_chan_opts *opts
 	h->domain = ctx ? ctx->domain : 0;
 	uint32_t start = zl__test_start_index;
 	h->tx_prod = h->rx_cons = h->ret_prod = h->ret_cons = start;
-	ch->tx_prod = ch->tx_cons_seen = ch->ret_prod = ch->peer_ret_cons = start;
+	ch->tx_prod = ch->tx_cons_seen = ch->ret_prod = ch->peer_ret_cons = ch->ret_cons_seen =
+		start;
 	ch->rx_read = ch->rx_cons = ch->rx_freed = ch->rx_prod_seen = start;
 	ch->me = h;
 	ch->tx_slots = (struct zl_abi_slot *)((char *)h + h->slots_off);
@@ -1471,6 +1624,7 @@ void zl__chan_free(struct zl_chan *ch)
 {
 	if (!ch)
 		return;
+	chan_unlink_all(ch);
 	if (ch->ctx && ch->registered) {
 		struct zl_proto_chan pc = {
 			.chan = ch->id, .domain = ch->ctx->domain, .side = ch->side};

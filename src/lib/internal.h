@@ -120,6 +120,8 @@ struct zl_chan {
 	/* returns */
 	uint32_t ret_prod;      /* my return ring producer */
 	uint32_t peer_ret_cons; /* how far I have reaped the peer's returns */
+	uint32_t ret_cons_seen; /* last peer->ret_cons read (cached space) */
+	uint32_t reap_tick;
 
 	/* lending */
 	struct zl_lend *lend;
@@ -131,6 +133,13 @@ struct zl_chan {
 	unsigned npregs, cappregs;
 	uint64_t *sent;
 	unsigned nsent, capsent;
+
+	/* Channels this one forwarded buffers to (down) and from (up). A
+	 * receiver waiting here also collects the returns of its down channels,
+	 * so that a forwarding stage blocked on its input still sends buffers
+	 * home. */
+	struct zl_chan *down[8], *up[8];
+	unsigned ndown, nup;
 
 	int efd, peer_efd, ctl, ep;
 	int64_t spin_ns;  /* configured budget */
