@@ -172,6 +172,8 @@ void *shared_page(size_t size)
 
 void progress(const char *fmt, ...)
 {
+	if (!isatty(2))
+		return; /* progress is for people watching, not for logs */
 	va_list ap;
 	va_start(ap, fmt);
 	fprintf(stderr, "\r\033[K  ");

@@ -228,6 +228,35 @@ int main(int argc, char **argv)
 		return blast(dial(svc, ZL_MODE_SHARED));
 	if (!strcmp(role, "drain"))
 		return drain(dial(svc, ZL_MODE_SHARED));
+	if (!strcmp(role, "pgas-walk")) {
+		/* receive a linked list built with absolute pointers in the
+		 * sender's buffer and walk it as it is; answer with the sum */
+		zl_ctx_close(ctx);
+		struct zl_ctx_opts o = {.name = "pgas-walk", .pseudo_global = 1};
+		if (zl_ctx_open(&ctx, &o))
+			return 3;
+		struct zl_chan *ch = dial(svc, ZL_MODE_SHARED);
+		struct zl_msg m;
+		if (zl_chan_recv_msg(ch, &m, 0) != 1)
+			return 4;
+		struct node {
+			const struct node *next;
+			uint64_t value;
+		};
+		const struct node *n = *(const struct node *const *)m.seg[0].base;
+		if ((const void *)n < m.seg[0].base ||
+		    (const char *)n >= (const char *)m.seg[0].base + m.len)
+			return 5; /* not at the sender's address */
+		uint64_t sum = 0;
+		for (; n; n = n->next)
+			sum += n->value;
+		zl_msg_release(&m);
+		zl_chan_send(ch, &sum, sizeof(sum), 0);
+		char c;
+		zl_chan_recv(ch, &c, 1, 0); /* wait for the close */
+		zl_chan_close(ch);
+		return 0;
+	}
 	if (!strcmp(role, "hostile") && argc > 3)
 		return hostile(dial(svc, ZL_MODE_SHARED), argv[3]);
 	fprintf(stderr, "peer: unknown role %s\n", role);

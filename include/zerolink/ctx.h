@@ -31,11 +31,20 @@ struct zl_ctx_opts {
 	const char *broker_path;
 	/** ZL_CTX_NO_SPAWN: fail with -ECONNREFUSED instead of starting a broker. */
 	unsigned flags;
-	/** Map pools and peer regions at the same address in every domain. */
+	/** Pseudo-global address space: reserve the shared address range
+	 *  (ZL_PGAS_BASE, ZL_PGAS_SIZE) and map this domain's pools, and the
+	 *  pools of peers that use it too, at the same virtual address in every
+	 *  such domain, so pointers inside buffers are valid as they are. */
 	int pseudo_global;
 };
 
 #define ZL_CTX_NO_SPAWN 0x1u
+
+/** The range every pseudo-global domain reserves: 1 TiB, in 256 windows of
+ *  4 GiB; domain d places its pools in window d % 256. */
+#define ZL_PGAS_BASE 0x500000000000ull
+#define ZL_PGAS_SIZE (1ull << 40)
+#define ZL_PGAS_WINDOW (4ull << 30)
 
 /**
  * zl_ctx_open() - join zerolink.
@@ -59,6 +68,12 @@ int zl_ctx_open(struct zl_ctx **out, const struct zl_ctx_opts *opts);
  * the context must be closed first. NULL is accepted.
  */
 void zl_ctx_close(struct zl_ctx *ctx);
+
+/**
+ * zl_ctx_open() with opts->pseudo_global fails with -EADDRINUSE when the
+ * range is already taken in this process (another context uses it, or
+ * something else is mapped there).
+ */
 
 /** zl_ctx_domain() - the domain id the broker gave this context. */
 struct zl_domain zl_ctx_domain(const struct zl_ctx *ctx);

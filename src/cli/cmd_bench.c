@@ -91,7 +91,8 @@ int cmd_bench(int argc, char **argv)
 		bench_stream();
 	if (!bo.only || strstr("pipeline", bo.only))
 		bench_pipeline();
-	progress("done in %.1f s\n", (double)(now_ns() - t0) / 1e9);
+	fprintf(stderr, "%sbench: done in %.1f s\n", isatty(2) ? "\r\033[K" : "",
+		(double)(now_ns() - t0) / 1e9);
 	report_table();
 	report_ratios();
 	if (bo.json) {

@@ -132,7 +132,8 @@ static int ctl_handle(struct zl_chan *ch, const char *buf, ssize_t n, int *fds, 
 		return -EPROTO;
 	}
 	struct zl_region *r;
-	int err = zl__region_import(ch->ctx, fds[0], pr.id, pr.size, pr.owner, pr.flags, &r);
+	int err = zl__region_import(ch->ctx, fds[0], pr.id, pr.size, pr.owner, pr.flags, pr.gaddr,
+				    &r);
 	if (err)
 		return err;
 	if (ch->npregs == ch->cappregs) {
@@ -263,6 +264,11 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 		int64_t floor = ch->spin_ns / 8;
 		ch->spin_cur = ch->spin_cur / 2 > floor ? ch->spin_cur / 2 : floor;
 	}
+	/* Clear old kicks now rather than after waking: the read is then off
+	 * the path from the peer's kick to our answer. */
+	uint64_t v;
+	ssize_t r = read(ch->efd, &v, sizeof(v));
+	(void)r;
 	uint32_t gen = ++ch->sleep_gen & 0x3fffffffu;
 	zl_write_once(&ch->me->sleep, (gen << 2) | what);
 	if (what & ZL_SLEEP_RX) {
@@ -283,9 +289,6 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 		do
 			n = epoll_wait(ch->ep, ev, 2, -1);
 		while (n < 0 && errno == EINTR);
-		uint64_t v;
-		ssize_t r = read(ch->efd, &v, sizeof(v));
-		(void)r;
 		for (int i = 0; i < n; i++)
 			if (ev[i].data.fd == ch->ctl)
 				ctl_drain(ch);
@@ -293,9 +296,7 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 	zl_write_once(&ch->me->sleep, 0);
 	if (what & ZL_SLEEP_RX) {
 		for (unsigned i = 0; i < ch->ndown; i++) {
-			uint64_t v;
-			ssize_t r = read(ch->down[i]->efd, &v, sizeof(v));
-			(void)r;
+			r = read(ch->down[i]->efd, &v, sizeof(v));
 			zl_write_once(&ch->down[i]->me->sleep, 0);
 		}
 	}
@@ -687,8 +688,11 @@ static int region_offer(struct zl_chan *ch, struct zl_region *r)
 		ch->sent = p;
 		ch->capsent = cap;
 	}
-	struct zl_proto_peer_region pr = {
-		.id = r->id, .size = r->size, .owner = r->owner, .flags = r->flags};
+	struct zl_proto_peer_region pr = {.id = r->id,
+					  .size = r->size,
+					  .owner = r->owner,
+					  .flags = r->flags,
+					  .gaddr = r->gaddr};
 	int err = zl__msg_send(ch->ctl, ZL_MSG_PEER_REGION, 0, &pr, sizeof(pr), &r->fd, 1);
 	if (err)
 		return err == -EPIPE || err == -ECONNRESET ? -ECONNRESET : err;
@@ -831,8 +835,13 @@ ZL_EXPORT int zl_chan_send_buf(struct zl_chan *ch, const struct zl_buf *buf, siz
 /* consumer                                                            */
 
 /* Entries the peer has published beyond rx_read, or -EPROTO. */
-static int64_t rx_avail(struct zl_chan *ch)
+static int64_t rx_avail(struct zl_chan *ch, bool reload)
 {
+	/* Entries up to rx_prod_seen were published when we last looked: use
+	 * them before reading the producer's index again, so that its cache
+	 * line is not pulled across for every message. */
+	if (!reload && ch->rx_prod_seen != ch->rx_read)
+		return ch->rx_prod_seen - ch->rx_read;
 	/* A_prod: slots are read after the index. */
 	uint32_t prod = zl_load_acquire(&ch->peer->tx_prod);
 	/* Never more than a ring ahead of what we freed, never backwards. */
@@ -922,14 +931,24 @@ static const void *desc_resolve(struct zl_chan *ch, const struct entry *e)
  */
 static int rx_scan(struct zl_chan *ch, struct zl_msg *m, uint32_t *endp, uint32_t *bigp)
 {
-	int64_t av = rx_avail(ch);
+	int64_t av = rx_avail(ch, false);
 	if (av <= 0)
 		return (int)av;
 	uint32_t idx = ch->rx_read, end = ch->rx_read + (uint32_t)av;
+	bool reloaded = false;
 	uint32_t total = 0;
 	unsigned nseg = 0;
 	*bigp = 0;
 	for (;;) {
+		if (idx == end && !reloaded) {
+			/* the rest may have been published since we last looked */
+			reloaded = true;
+			av = rx_avail(ch, true);
+			if (av < 0)
+				return (int)av;
+			end = ch->rx_read + (uint32_t)av;
+			continue;
+		}
 		if (idx == end) {
 			/* incomplete message: only a message larger than the lane
 			 * (or views held too long) can leave the ring full */
@@ -1189,7 +1208,7 @@ static int recv_big(struct zl_chan *ch, char *dst, uint32_t total)
 	uint32_t got = 0;
 	ch->rx_read++; /* the header */
 	while (got < total) {
-		int64_t av = rx_avail(ch);
+		int64_t av = rx_avail(ch, false);
 		if (av < 0)
 			return (int)av;
 		if (av == 0) {
@@ -1587,7 +1606,7 @@ int zl__chan_hello_recv(struct zl_chan *ch, int timeout_ms)
 		return -EPROTO;
 	}
 	ch->peer_efd = fds[1];
-	int err = zl__region_import(ch->ctx, fds[0], 0, ph.half_size, ph.domain, 0, &ch->theirs);
+	int err = zl__region_import(ch->ctx, fds[0], 0, ph.half_size, ph.domain, 0, 0, &ch->theirs);
 	if (err)
 		return err;
 	/* Copy the header, then check the copy: the peer can change its page. */

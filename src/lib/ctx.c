@@ -280,10 +280,16 @@ ZL_EXPORT int zl_ctx_open(struct zl_ctx **out, const struct zl_ctx_opts *opts)
 			mkdir(dir, 0700);
 		}
 	}
+	if (opts && opts->pseudo_global && (err = zl__pgas_reserve(ctx))) {
+		pthread_mutex_destroy(&ctx->lock);
+		free(ctx);
+		return err;
+	}
 	pthread_mutex_lock(&ctx->lock);
 	err = reconnect(ctx);
 	pthread_mutex_unlock(&ctx->lock);
 	if (err) {
+		zl__pgas_release(ctx);
 		pthread_mutex_destroy(&ctx->lock);
 		free(ctx);
 		return err == -ENOTCONN ? -ECONNREFUSED : err;
@@ -298,6 +304,7 @@ ZL_EXPORT void zl_ctx_close(struct zl_ctx *ctx)
 		return;
 	if (ctx->bfd >= 0)
 		close(ctx->bfd);
+	zl__pgas_release(ctx);
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx);
 }

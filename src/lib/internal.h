@@ -29,16 +29,21 @@ struct zl_region {
 	bool own;       /* mapped read-write by us */
 	dev_t dev;
 	ino_t ino;
-	int refs; /* atomic */
+	uint64_t gaddr; /* pseudo-global address (mapped there), or 0 */
+	int refs;       /* atomic */
 	struct zl_ctx *ctx;
 	struct zl_region *next; /* ctx->imports list (imported regions only) */
 };
 
 int zl__region_create(struct zl_ctx *ctx, uint64_t size, uint32_t flags, bool hugetlb,
 		      const char *name, struct zl_region **out);
+/* As zl__region_create, placed in the domain's pseudo-global window when the
+ * context uses one. */
+int zl__region_create_global(struct zl_ctx *ctx, uint64_t size, uint32_t flags, bool hugetlb,
+			     const char *name, struct zl_region **out);
 /* Takes ownership of fd in every case. */
 int zl__region_import(struct zl_ctx *ctx, int fd, uint64_t id, uint64_t size, uint32_t owner,
-		      uint32_t flags, struct zl_region **out);
+		      uint32_t flags, uint64_t gaddr, struct zl_region **out);
 void zl__region_get(struct zl_region *r);
 void zl__region_put(struct zl_region *r);
 
@@ -184,7 +189,13 @@ struct zl_ctx {
 	uint32_t region_seq; /* atomic */
 	unsigned flags;
 	struct zl_region *imports; /* under lock */
+	bool pgas;                 /* reserved the pseudo-global range */
+	uint64_t pgas_next;        /* next free offset in our own window */
 };
+
+/* Pseudo-global placement (region.c). */
+int zl__pgas_reserve(struct zl_ctx *ctx);
+void zl__pgas_release(struct zl_ctx *ctx);
 
 struct zl_listener {
 	struct zl_ctx *ctx;

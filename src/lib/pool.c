@@ -61,7 +61,8 @@ ZL_EXPORT int zl_pool_create(struct zl_ctx *ctx, const struct zl_pool_opts *opts
 	p->ncls = n;
 	p->ctx = ctx;
 	uint32_t rflags = (flags & ZL_POOL_FORWARD) ? ZL_REGION_F_FORWARD : 0;
-	int err = zl__region_create(ctx, off, rflags, flags & ZL_POOL_HUGETLB, "pool", &p->reg);
+	int err = zl__region_create_global(ctx, off, rflags, flags & ZL_POOL_HUGETLB, "pool",
+					   &p->reg);
 	if (err) {
 		free(p);
 		return err;

@@ -90,8 +90,38 @@ int zl__region_create(struct zl_ctx *ctx, uint64_t size, uint32_t flags, bool hu
 	return 0;
 }
 
+/* Give a pseudo-global range back to the reservation (nothing else may land
+ * there while the context lives). */
+static void pgas_unmap(void *p, uint64_t size)
+{
+	mmap(p, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+}
+
+static bool pgas_in_range(uint64_t a, uint64_t size)
+{
+	return a >= ZL_PGAS_BASE && size <= ZL_PGAS_SIZE && a - ZL_PGAS_BASE <= ZL_PGAS_SIZE - size;
+}
+
+/* Where a peer's region may go in our reservation: its owner's window, not
+ * ours, page aligned, and not over anything we already placed. Called with
+ * the lock held. */
+static bool pgas_slot_ok(struct zl_ctx *ctx, uint64_t gaddr, uint64_t size, uint32_t owner)
+{
+	if (!ctx->pgas || !gaddr || (gaddr & 4095) || !pgas_in_range(gaddr, size))
+		return false;
+	uint64_t win = (gaddr - ZL_PGAS_BASE) / ZL_PGAS_WINDOW;
+	if (win != owner % 256 || win == ctx->domain % 256 ||
+	    (gaddr + size - 1 - ZL_PGAS_BASE) / ZL_PGAS_WINDOW != win)
+		return false;
+	for (struct zl_region *r = ctx->imports; r; r = r->next)
+		if (r->gaddr && (uintptr_t)r->base == r->gaddr && gaddr < r->gaddr + r->size &&
+		    r->gaddr < gaddr + size)
+			return false;
+	return true;
+}
+
 int zl__region_import(struct zl_ctx *ctx, int fd, uint64_t id, uint64_t size, uint32_t owner,
-		      uint32_t flags, struct zl_region **out)
+		      uint32_t flags, uint64_t gaddr, struct zl_region **out)
 {
 	struct stat st;
 	int seals = fcntl(fd, F_GET_SEALS);
@@ -115,8 +145,13 @@ int zl__region_import(struct zl_ctx *ctx, int fd, uint64_t id, uint64_t size, ui
 			return 0;
 		}
 	}
+	/* In a pseudo-global domain, the owner's address if it is free here. */
+	void *p = MAP_FAILED;
+	if (pgas_slot_ok(ctx, gaddr, size, owner))
+		p = mmap((void *)(uintptr_t)gaddr, size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
 	pthread_mutex_unlock(&ctx->lock);
-	void *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
 		int e = -errno;
 		close(fd);
@@ -134,6 +169,7 @@ int zl__region_import(struct zl_ctx *ctx, int fd, uint64_t id, uint64_t size, ui
 	r->id = id;
 	r->owner = owner;
 	r->flags = flags;
+	r->gaddr = pgas_in_range(gaddr, size) ? gaddr : 0;
 	r->refs = 1;
 	r->ctx = ctx;
 	r->dev = st.st_dev;
@@ -173,7 +209,66 @@ void zl__region_put(struct zl_region *r)
 	} else if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0) {
 		return;
 	}
-	munmap(r->base, r->size);
+	if (r->gaddr && (uintptr_t)r->base == r->gaddr)
+		pgas_unmap(r->base, r->size);
+	else
+		munmap(r->base, r->size);
 	close(r->fd);
 	free(r);
+}
+
+int zl__region_create_global(struct zl_ctx *ctx, uint64_t size, uint32_t flags, bool hugetlb,
+			     const char *name, struct zl_region **out)
+{
+	if (!ctx || !ctx->pgas)
+		return zl__region_create(ctx, size, flags, hugetlb, name, out);
+	struct zl_region *r;
+	int err = zl__region_create(ctx, size, flags, hugetlb, name, &r);
+	if (err)
+		return err;
+	pthread_mutex_lock(&ctx->lock);
+	uint64_t span = (r->size + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1);
+	if (ctx->pgas_next + span > ZL_PGAS_WINDOW) {
+		pthread_mutex_unlock(&ctx->lock);
+		zl__region_put(r);
+		return -ENOSPC; /* this domain's 4 GiB window is used up */
+	}
+	uint64_t at =
+		ZL_PGAS_BASE + (uint64_t)(ctx->domain % 256) * ZL_PGAS_WINDOW + ctx->pgas_next;
+	/* move our mapping over the reservation, at the address peers will use */
+	void *p = mremap(r->base, r->size, r->size, MREMAP_MAYMOVE | MREMAP_FIXED,
+			 (void *)(uintptr_t)at);
+	if (p == MAP_FAILED) {
+		err = -errno;
+		pthread_mutex_unlock(&ctx->lock);
+		zl__region_put(r);
+		return err;
+	}
+	ctx->pgas_next += span;
+	pthread_mutex_unlock(&ctx->lock);
+	r->base = p;
+	r->gaddr = at;
+	*out = r;
+	return 0;
+}
+
+int zl__pgas_reserve(struct zl_ctx *ctx)
+{
+	void *p = mmap((void *)(uintptr_t)ZL_PGAS_BASE, ZL_PGAS_SIZE, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED)
+		return errno == EEXIST ? -EADDRINUSE : -errno;
+	if ((uintptr_t)p != ZL_PGAS_BASE) { /* a kernel without MAP_FIXED_NOREPLACE */
+		munmap(p, ZL_PGAS_SIZE);
+		return -EADDRINUSE;
+	}
+	ctx->pgas = true;
+	return 0;
+}
+
+void zl__pgas_release(struct zl_ctx *ctx)
+{
+	if (ctx->pgas)
+		munmap((void *)(uintptr_t)ZL_PGAS_BASE, ZL_PGAS_SIZE);
+	ctx->pgas = false;
 }

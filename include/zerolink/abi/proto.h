@@ -182,6 +182,7 @@ struct zl_proto_peer_region {
 	uint64_t size;
 	uint32_t owner; /* owner domain */
 	uint32_t flags;
+	uint64_t gaddr; /* pseudo-global address, or 0 */
 };
 
 #endif
