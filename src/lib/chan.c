@@ -230,8 +230,12 @@ static bool wait_ready(struct zl_chan *ch, unsigned what, uint32_t cons0, uint32
  */
 static int chan_wait(struct zl_chan *ch, unsigned what)
 {
-	uint32_t cons0 = zl_read_once(&ch->peer->rx_cons);
-	uint32_t ret0 = zl_read_once(&ch->peer->ret_prod);
+	/* Compare with what the caller decided on, not with a fresh reading:
+	 * a consumer index published between the caller's look and ours would
+	 * otherwise go unnoticed (and its kick, sent before our flag was up,
+	 * would never come). */
+	uint32_t cons0 = ch->tx_cons_seen;
+	uint32_t ret0 = ch->peer_ret_cons;
 	int64_t budget = ch->spin_cur;
 	if (budget > 0) {
 		uint64_t start = zl__now_ns(), last_live = start;

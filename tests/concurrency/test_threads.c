@@ -78,9 +78,54 @@ static void *run(void *p)
 	return NULL;
 }
 
+struct big {
+	struct zl_chan *ch;
+	int fail;
+};
+
+/* Fragmented 64 KiB messages through a 256 KiB lane, both sides sleeping
+ * at once whenever they wait: every wait crosses the sleep/kick protocol. */
+static void *big_send(void *p)
+{
+	struct big *b = p;
+	static char buf[65536];
+	for (uint64_t i = 0; i < 3000 && !b->fail; i++) {
+		fill(buf, sizeof(buf), i);
+		if (zl_chan_send(b->ch, buf, sizeof(buf), 0) != (int)sizeof(buf))
+			b->fail = 1;
+	}
+	return NULL;
+}
+
+static void *big_recv(void *p)
+{
+	struct big *b = p;
+	static char buf[65536];
+	for (uint64_t i = 0; i < 3000 && !b->fail; i++) {
+		if (zl_chan_recv(b->ch, buf, sizeof(buf), 0) != (int)sizeof(buf) ||
+		    verify(buf, sizeof(buf), i))
+			b->fail = 1;
+	}
+	return NULL;
+}
+
 int main(void)
 {
 	struct zl_ctx *ctx = test_ctx("test_threads");
+	{
+		struct zl_chan_opts o = {.slots = 4096, .flags = ZL_CHAN_NOSPIN};
+		struct zl_chan *p[2];
+		CHECK_EQ(zl_chan_pair(ctx, &o, p), 0);
+		struct big a = {p[0], 0}, b = {p[1], 0};
+		pthread_t t[2];
+		pthread_create(&t[0], NULL, big_send, &a);
+		pthread_create(&t[1], NULL, big_recv, &b);
+		pthread_join(t[0], NULL);
+		pthread_join(t[1], NULL);
+		CHECK(!a.fail && !b.fail);
+		zl_chan_close(p[0]);
+		zl_chan_close(p[1]);
+	}
 	for (int mode = 0; mode < 2; mode++) {
 		struct zl_chan_opts o = {.slots = 256};
 		if (mode)
