@@ -228,8 +228,21 @@ static bool wait_ready(struct zl_chan *ch, unsigned what, uint32_t cons0, uint32
  * the adaptive budget, then announce sleep and block on the eventfd. The
  * caller re-checks its own condition afterwards.
  */
+static int chan_reap(struct zl_chan *ch);
+
 static int chan_wait(struct zl_chan *ch, unsigned what)
 {
+	/* However the caller loops, a dead peer is noticed. */
+	uint64_t now0 = zl__now_ns();
+	if (now0 - ch->live_ns >= LIVENESS_NS) {
+		ch->live_ns = now0;
+		if (!peer_alive_check(ch))
+			return 0;
+	}
+	/* Returns already published count as seen: the baseline below is
+	 * how far we reaped. */
+	if (what & ZL_SLEEP_TX)
+		chan_reap(ch);
 	/* Compare with what the caller decided on, not with a fresh reading:
 	 * a consumer index published between the caller's look and ours would
 	 * otherwise go unnoticed (and its kick, sent before our flag was up,
@@ -723,6 +736,10 @@ static int lend_reserve(struct zl_chan *ch, unsigned n, unsigned flags)
 			return 0;
 		if (flags & ZL_DONTWAIT)
 			return -EAGAIN;
+		/* chan_wait compares with the last consumer index we read: read it
+		 * now, so that only a change from here on counts */
+		if (tx_free(ch, ch->tx_size) < 0)
+			return ch->err;
 		chan_wait(ch, ZL_SLEEP_TX);
 	}
 }
