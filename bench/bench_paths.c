@@ -444,6 +444,13 @@ static double stream_run(const char *label, enum kind kind, const struct zl_chan
 			zl_write_once(&ctl->stop, 1);
 		}
 	}
+	if (kind == K_ZL && getenv("ZL_BENCH_DEBUG")) {
+		struct zl_chan_info ci;
+		zl_chan_info(ep.ch, &ci);
+		fprintf(stderr, "\nreceiver %zu B: rx %llu kicks %llu spins %llu sleeps %llu\n",
+			size, (unsigned long long)ci.rx_msgs, (unsigned long long)ci.kicks,
+			(unsigned long long)ci.spins, (unsigned long long)ci.sleeps);
+	}
 	ep_close(&ep);
 	wait_child(pid);
 	rv_done(&rv);
