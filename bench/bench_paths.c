@@ -237,11 +237,6 @@ static int echo_server(void *p)
 	return 0;
 }
 
-static const char *kind_name(enum kind k)
-{
-	return k == K_TCP ? "tcp" : k == K_UNIX ? "unix" : k == K_PIPE ? "pipe" : "zerolink";
-}
-
 static void latency_one(const char *label, enum kind kind, const struct zl_chan_opts *co,
 			size_t size)
 {
@@ -286,7 +281,6 @@ static void latency_one(const char *label, enum kind kind, const struct zl_chan_
 	}
 	free(s);
 	free(buf);
-	(void)kind_name;
 }
 
 void bench_latency(void)

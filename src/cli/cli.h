@@ -2,10 +2,16 @@
 #ifndef ZL_CLI_H
 #define ZL_CLI_H
 
+#include <stddef.h>
+
 int cmd_daemon(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+
+/* Connect to the running broker (never starts one); prints why not and
+ * returns 1 on failure. path receives the socket path used. */
+int cli_dial(const char *path_opt, char *path, size_t size, int *fd);
 
 #endif

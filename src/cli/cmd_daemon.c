@@ -14,8 +14,6 @@ int cmd_daemon(int argc, char **argv)
 	return zl_broker_main(argc, argv);
 }
 
-/* Open a connection to the running broker without starting one. */
-int cli_dial(const char *path_opt, char *path, size_t size, int *fd);
 int cli_dial(const char *path_opt, char *path, size_t size, int *fd)
 {
 	if (path_opt)

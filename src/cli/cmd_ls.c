@@ -9,8 +9,6 @@
 #include "../lib/internal.h"
 #include "cli.h"
 
-int cli_dial(const char *path_opt, char *path, size_t size, int *fd);
-
 static const char *human(uint64_t v, char *buf, size_t n)
 {
 	const char *u[] = {"", "K", "M", "G", "T"};

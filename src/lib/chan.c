@@ -251,7 +251,7 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 	uint32_t ret0 = ch->peer_ret_cons;
 	int64_t budget = ch->spin_cur;
 	if (budget > 0) {
-		uint64_t start = zl__now_ns(), last_live = start;
+		uint64_t start = now0;
 		for (uint32_t i = 1;; i++) {
 			if (wait_ready(ch, what, cons0, ret0)) {
 				ch->me->cnt.spins++;
@@ -270,8 +270,8 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 				uint64_t now = zl__now_ns();
 				if (budget != ZL_SPIN_FOREVER && (int64_t)(now - start) >= budget)
 					break;
-				if (now - last_live >= LIVENESS_NS) {
-					last_live = now;
+				if (now - ch->live_ns >= LIVENESS_NS) {
+					ch->live_ns = now;
 					if (!peer_alive_check(ch))
 						return 0;
 				}
@@ -503,39 +503,6 @@ static void tx_publish(struct zl_chan *ch)
 	kick_peer(ch, ZL_SLEEP_RX);
 }
 
-/* Room for an entry of `need` contiguous slots (a PAD is written when the
- * entry would straddle the end of the ring). Publishes what is pending
- * before waiting, so a consumer can make room. */
-static int tx_reserve(struct zl_chan *ch, uint32_t need, unsigned flags)
-{
-	for (;;) {
-		int err = send_status(ch);
-		if (err)
-			return err;
-		uint32_t pos = ch->tx_prod & (ch->tx_size - 1);
-		uint32_t pad = pos + need > ch->tx_size ? ch->tx_size - pos : 0;
-		int64_t fr = tx_free(ch, pad + need);
-		if (fr < 0)
-			return (int)fr;
-		if ((uint64_t)fr >= (uint64_t)pad + need) {
-			if (pad) {
-				struct zl_abi_slot *s = &ch->tx_slots[pos];
-				s->kind = ZL_SLOT_PAD;
-				s->flags = 0;
-				s->nslots = (uint16_t)pad;
-				s->len = 0;
-				ch->tx_prod += pad;
-			}
-			return 0;
-		}
-		if (flags & ZL_DONTWAIT)
-			return -EAGAIN;
-		if (zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
-			tx_publish(ch);
-		chan_wait(ch, ZL_SLEEP_TX);
-	}
-}
-
 /* Wait until `need` slots are free (entries that need no contiguity, or a
  * worst case computed by the caller). */
 static int tx_wait_free(struct zl_chan *ch, uint32_t need, unsigned flags)
@@ -574,12 +541,18 @@ static void tx_place(struct zl_chan *ch, uint32_t need)
 	}
 }
 
-/* Slots a message of the given entry sizes needs in the worst case. */
-static uint64_t worst_slots(struct zl_chan *ch, uint32_t nslots)
+/* Room for an entry of `need` contiguous slots: a PAD is written when the
+ * entry would straddle the end of the ring. Our position does not move while
+ * we wait (only we advance tx_prod), so the pad is known in advance. */
+static int tx_reserve(struct zl_chan *ch, uint32_t need, unsigned flags)
 {
-	/* each entry may need a pad of at most its own size - 1 */
-	(void)ch;
-	return 2ull * nslots;
+	uint32_t pos = ch->tx_prod & (ch->tx_size - 1);
+	uint32_t pad = pos + need > ch->tx_size ? ch->tx_size - pos : 0;
+	int err = tx_wait_free(ch, pad + need, flags);
+	if (err)
+		return err;
+	tx_place(ch, need);
+	return 0;
 }
 
 struct iov_cursor {
@@ -631,23 +604,20 @@ ZL_EXPORT int zl_chan_sendv(struct zl_chan *ch, const struct iovec *iov, int n, 
 	if (err)
 		return err;
 	struct iov_cursor c = {.iov = iov, .n = n};
-	/* skip leading empty iovecs so iov_copy always advances */
 	uint32_t me = max_entry(ch->tx_size);
 	if (total <= me) {
 		uint32_t ns = entry_slots((uint32_t)total);
 		err = tx_reserve(ch, ns, flags);
-		if (err) {
-			if (err == -EAGAIN)
-				ch->me->cnt.drops++;
+		if (err)
 			return err;
-		}
 		put_inline(ch, (uint32_t)total, 0, &c);
 	} else {
 		/* A fragmented message: a BIG header with the total, then entries
 		 * of at most max_entry bytes, each published as soon as written so
 		 * a message larger than the lane still flows. */
 		if (flags & ZL_DONTWAIT) {
-			uint64_t need = 1 + worst_slots(ch, entry_slots(me)) * (total / me + 1);
+			/* the header, and each fragment with at most its own size of pad */
+			uint64_t need = 1 + 2ull * entry_slots(me) * (total / me + 1);
 			int64_t fr = tx_free(ch, need > ch->tx_size ? ch->tx_size : (uint32_t)need);
 			if (fr < 0)
 				return (int)fr;
@@ -680,7 +650,8 @@ ZL_EXPORT int zl_chan_sendv(struct zl_chan *ch, const struct iovec *iov, int n, 
 	tx_publish(ch);
 	ch->me->cnt.tx_msgs++;
 	ch->me->cnt.tx_bytes += total;
-	chan_reap(ch);
+	if (ch->lent) /* no load of the peer's return index when nothing is lent */
+		chan_reap(ch);
 	return (int)total;
 }
 
@@ -1165,12 +1136,10 @@ ZL_EXPORT int zl_chan_recv_burst(struct zl_chan *ch, struct zl_msg *m, unsigned 
 	return (int)k;
 }
 
-static void chan_free(struct zl_chan *ch);
-
 static void chan_maybe_free(struct zl_chan *ch)
 {
 	if (ch->app_closed && ch->views == 0)
-		chan_free(ch);
+		zl__chan_free(ch);
 }
 
 /* End a view; returns the channel whose return ring needs publishing. */
@@ -1687,11 +1656,6 @@ void zl__chan_free(struct zl_chan *ch)
 	if (ch->ctl >= 0)
 		close(ch->ctl);
 	free(ch);
-}
-
-static void chan_free(struct zl_chan *ch)
-{
-	zl__chan_free(ch);
 }
 
 ZL_EXPORT void zl_chan_close(struct zl_chan *ch)
