@@ -7,6 +7,9 @@
  * Memory ordering (labels are referred to in comments below):
  *   R_prod / A_prod: producer writes slots, then store-release tx_prod;
  *                    consumer load-acquires tx_prod, then reads slots.
+ *   R_slot / A_slot: producer writes an entry's body, then store-release
+ *                    its header word; a consumer watching the slot
+ *                    load-acquires the header word, then reads the body.
  *   R_cons / A_cons: consumer finishes reading slots, then store-release
  *                    rx_cons; producer load-acquires it before reusing slots.
  *   R_ret  / A_ret:  releaser writes return entries, then store-release
@@ -61,6 +64,47 @@ static uint32_t entry_slots(uint32_t len)
 static uint32_t max_entry(uint32_t slots)
 {
 	return (slots / 4u) * 64u - 8u;
+}
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the lane ABI is little-endian; this code composes header words for a little-endian host"
+#endif
+
+/* The header word of a slot (struct zl_abi_slot), composed in a register:
+ * building it field by field in memory and loading it whole would stall
+ * store forwarding. */
+static inline uint64_t hdr_word(uint8_t kind, uint8_t flags, uint32_t nslots, uint32_t len)
+{
+	return (uint64_t)kind | (uint64_t)flags << 8 | (uint64_t)(uint16_t)nslots << 16 |
+	       (uint64_t)len << 32;
+}
+
+/* Messages up to this size take the fast paths of zl_chan_send() and
+ * zl_chan_recv(): one or two slots, copied without a library call. */
+#define FAST_MAX (ZL_SLOT_INLINE_HEAD + 64u)
+/* Looks at the slot before a receiver enters the general wait (a few
+ * microseconds at most). */
+#define FAST_SPINS 64u
+
+/* memcpy for 1..FAST_MAX bytes, in overlapping words. */
+static inline void copy_small(void *dst, const void *src, size_t n)
+{
+	char *d = dst;
+	const char *s = src;
+	if (n >= 16) {
+		for (size_t i = 0; i + 16 < n; i += 16)
+			memcpy(d + i, s + i, 16);
+		memcpy(d + n - 16, s + n - 16, 16);
+	} else if (n >= 8) {
+		memcpy(d, s, 8);
+		memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		memcpy(d, s, 4);
+		memcpy(d + n - 4, s + n - 4, 4);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			d[i] = s[i];
+	}
 }
 
 static int64_t default_spin(void)
@@ -178,6 +222,19 @@ static int ctl_drain(struct zl_chan *ch)
 	}
 }
 
+/* Has the entry at ring index idx arrived, judging by its slot alone? Only
+ * when the slot held a header in the previous lap (see struct zl_abi_slot). */
+static bool rx_lap_ready(const struct zl_chan *ch, uint32_t idx)
+{
+	uint32_t pos = idx & (ch->rx_size - 1);
+	if (!ch->rx_known[pos])
+		return false;
+	struct zl_abi_slot h;
+	/* A_slot: the body is read after the header word. */
+	h.hdr = zl_load_acquire(&ch->rx_slots[pos].hdr);
+	return !(h.flags & ZL_SLOT_F_LAP) == !(idx & ch->rx_size);
+}
+
 /* ------------------------------------------------------------------ */
 /* notification                                                        */
 
@@ -217,7 +274,17 @@ static bool wait_ready(struct zl_chan *ch, unsigned what, uint32_t cons0, uint32
 			if (zl_read_once(&ch->down[i]->peer->ret_prod) !=
 			    ch->down[i]->peer_ret_cons)
 				return true;
-		return zl_read_once(&ch->peer->tx_prod) != ch->rx_read;
+		/* The slot when it can be watched: the producer index is
+		 * then left alone in the producer's cache. */
+		uint32_t pos = ch->rx_read & (ch->rx_size - 1);
+		if (ch->rx_known[pos]) {
+			/* Touch the next slot as well: when the message takes
+			 * two slots, the producer writes that one first, and its
+			 * line is then on its way here while we watch the first. */
+			(void)zl_read_once(&ch->rx_slots[(pos + 1) & (ch->rx_size - 1)].hdr);
+			return rx_lap_ready(ch, ch->rx_read);
+		}
+		return (int32_t)(zl_read_once(&ch->peer->tx_prod) - ch->rx_read) > 0;
 	}
 	return zl_read_once(&ch->peer->rx_cons) != cons0 ||
 	       zl_read_once(&ch->peer->ret_prod) != ret0;
@@ -526,18 +593,27 @@ static int tx_wait_free(struct zl_chan *ch, uint32_t need, unsigned flags)
 	}
 }
 
+/* Write the header word of the entry at tx_prod, after its body (see
+ * struct zl_abi_slot), and move past it. The entry is published to a
+ * consumer watching the slot at once, to others with tx_publish(). */
+static void slot_publish(struct zl_chan *ch, uint8_t kind, uint8_t flags, uint32_t nslots,
+			 uint32_t len)
+{
+	struct zl_abi_slot *s = &ch->tx_slots[ch->tx_prod & (ch->tx_size - 1)];
+	if (ch->tx_prod & ch->tx_size)
+		flags |= ZL_SLOT_F_LAP;
+	/* R_slot: the body is visible before the header word. */
+	zl_store_release(&s->hdr, hdr_word(kind, flags, nslots, len));
+	ch->tx_prod += nslots;
+}
+
 /* Pad to the start of the ring if an entry of `need` slots would straddle
  * its end; the caller made sure the space exists. */
 static void tx_place(struct zl_chan *ch, uint32_t need)
 {
 	uint32_t pos = ch->tx_prod & (ch->tx_size - 1);
 	if (pos + need > ch->tx_size) {
-		struct zl_abi_slot *s = &ch->tx_slots[pos];
-		s->kind = ZL_SLOT_PAD;
-		s->flags = 0;
-		s->nslots = (uint16_t)(ch->tx_size - pos);
-		s->len = 0;
-		ch->tx_prod += ch->tx_size - pos;
+		slot_publish(ch, ZL_SLOT_PAD, 0, ch->tx_size - pos, 0);
 	}
 }
 
@@ -584,11 +660,7 @@ static void put_inline(struct zl_chan *ch, uint32_t len, uint8_t sflags, struct 
 	struct zl_abi_slot *s = &ch->tx_slots[ch->tx_prod & (ch->tx_size - 1)];
 	uint32_t ns = entry_slots(len);
 	iov_copy(c, (char *)s + 8, len);
-	s->kind = ZL_SLOT_INLINE;
-	s->flags = sflags;
-	s->nslots = (uint16_t)ns;
-	s->len = len;
-	ch->tx_prod += ns;
+	slot_publish(ch, ZL_SLOT_INLINE, sflags, ns, len);
 }
 
 ZL_EXPORT int zl_chan_sendv(struct zl_chan *ch, const struct iovec *iov, int n, unsigned flags)
@@ -629,12 +701,7 @@ ZL_EXPORT int zl_chan_sendv(struct zl_chan *ch, const struct iovec *iov, int n, 
 		err = tx_reserve(ch, 1, flags);
 		if (err)
 			return err;
-		struct zl_abi_slot *s = &ch->tx_slots[ch->tx_prod & (ch->tx_size - 1)];
-		s->kind = ZL_SLOT_BIG;
-		s->flags = ZL_SLOT_F_MORE;
-		s->nslots = 1;
-		s->len = (uint32_t)total;
-		ch->tx_prod++;
+		slot_publish(ch, ZL_SLOT_BIG, ZL_SLOT_F_MORE, 1, (uint32_t)total);
 		size_t left = total;
 		while (left) {
 			uint32_t k = left > me ? me : (uint32_t)left;
@@ -657,6 +724,34 @@ ZL_EXPORT int zl_chan_sendv(struct zl_chan *ch, const struct iovec *iov, int n, 
 
 ZL_EXPORT int zl_chan_send(struct zl_chan *ch, const void *buf, size_t len, unsigned flags)
 {
+	/* Fast path: a small message on a healthy channel, room known or
+	 * found with one look at the peer's index, no pad needed. Anything
+	 * else (and every error) goes the general way. */
+	if (ZL_LIKELY(len - 1u < FAST_MAX && !ch->err && !ch->shut_wr &&
+		      ch->state == ZL_CHAN_OPEN &&
+		      zl_read_once(&ch->peer->state) != ZL_HALF_CLOSED)) {
+		uint32_t ns = entry_slots((uint32_t)len);
+		uint32_t pos = ch->tx_prod & (ch->tx_size - 1);
+		if (pos + ns <= ch->tx_size && tx_free(ch, ns) >= ns) {
+			/* The slots after the first one first: the first slot
+			 * (the one the consumer watches) is then written in one
+			 * go, body and header, and its line is taken from the
+			 * consumer once rather than twice. */
+			if (len > ZL_SLOT_INLINE_HEAD)
+				copy_small(&ch->tx_slots[pos + 1],
+					   (const char *)buf + ZL_SLOT_INLINE_HEAD,
+					   len - ZL_SLOT_INLINE_HEAD);
+			copy_small(&ch->tx_slots[pos].u, buf,
+				   len > ZL_SLOT_INLINE_HEAD ? ZL_SLOT_INLINE_HEAD : len);
+			slot_publish(ch, ZL_SLOT_INLINE, 0, ns, (uint32_t)len);
+			tx_publish(ch);
+			ch->me->cnt.tx_msgs++;
+			ch->me->cnt.tx_bytes += len;
+			if (ch->lent)
+				chan_reap(ch);
+			return (int)len;
+		}
+	}
 	struct iovec v = {.iov_base = (void *)buf, .iov_len = len};
 	return zl_chan_sendv(ch, &v, 1, flags);
 }
@@ -731,11 +826,7 @@ static void put_desc(struct zl_chan *ch, uint32_t lend, uint64_t region, uint64_
 	s->u.desc.rsvd = 0;
 	s->u.desc.region = region;
 	s->u.desc.offset = off;
-	s->kind = ZL_SLOT_DESC;
-	s->flags = sflags;
-	s->nslots = 1;
-	s->len = len;
-	ch->tx_prod++;
+	slot_publish(ch, ZL_SLOT_DESC, sflags, 1, len);
 }
 
 static int send_bufs_impl(struct zl_chan *ch, const struct zl_buf *bufs, const uint32_t *lens,
@@ -826,21 +917,26 @@ ZL_EXPORT int zl_chan_send_buf(struct zl_chan *ch, const struct zl_buf *buf, siz
 /* ------------------------------------------------------------------ */
 /* consumer                                                            */
 
-/* Entries the peer has published beyond rx_read, or -EPROTO. */
+/* Entries the peer has published beyond rx_read according to its producer
+ * index, or -EPROTO. The index may trail rx_read a little: entries found by
+ * their lap bit (rx_lap_ready) are read before the producer stores it. */
 static int64_t rx_avail(struct zl_chan *ch, bool reload)
 {
 	/* Entries up to rx_prod_seen were published when we last looked: use
 	 * them before reading the producer's index again, so that its cache
 	 * line is not pulled across for every message. */
-	if (!reload && ch->rx_prod_seen != ch->rx_read)
-		return ch->rx_prod_seen - ch->rx_read;
+	int32_t known = (int32_t)(ch->rx_prod_seen - ch->rx_read);
+	if (!reload && known > 0)
+		return known;
 	/* A_prod: slots are read after the index. */
 	uint32_t prod = zl_load_acquire(&ch->peer->tx_prod);
-	/* Never more than a ring ahead of what we freed, never backwards. */
-	if (prod - ch->rx_cons > ch->rx_size || prod - ch->rx_cons < ch->rx_prod_seen - ch->rx_cons)
+	/* Never more than a ring ahead of what we freed, nor more than a ring
+	 * behind it (what it may trail by while it catches up). */
+	if (prod - ch->rx_cons > ch->rx_size && ch->rx_cons - prod > ch->rx_size)
 		return chan_break(ch, -EPROTO);
 	ch->rx_prod_seen = prod;
-	return prod - ch->rx_read;
+	known = (int32_t)(prod - ch->rx_read);
+	return known > 0 ? known : 0;
 }
 
 static void rx_flush(struct zl_chan *ch);
@@ -866,34 +962,42 @@ static int entry_read(struct zl_chan *ch, uint32_t idx, uint32_t avail, struct e
 	memcpy(&e->len, hdr + 4, 4);
 	uint32_t pos = idx & (ch->rx_size - 1);
 	/* The producer publishes whole entries, so an entry longer than what is
-	 * published is a lie. */
-	if (e->nslots == 0 || e->nslots > avail || (e->flags & ~ZL_SLOT_F_MORE))
+	 * published is a lie; so is a lap bit that does not match the index. */
+	if (e->nslots == 0 || e->nslots > avail || (e->flags & ~(ZL_SLOT_F_MORE | ZL_SLOT_F_LAP)) ||
+	    !(e->flags & ZL_SLOT_F_LAP) != !(idx & ch->rx_size))
 		return -EPROTO;
+	e->flags &= ZL_SLOT_F_MORE;
 	switch (e->kind) {
 	case ZL_SLOT_PAD:
 		if (e->nslots != ch->rx_size - pos)
 			return -EPROTO;
-		return 0;
+		break;
 	case ZL_SLOT_INLINE:
 		if (e->len == 0 || e->nslots != entry_slots(e->len) ||
 		    pos + e->nslots > ch->rx_size)
 			return -EPROTO;
-		return 0;
+		break;
 	case ZL_SLOT_BIG:
 		if (e->nslots != 1 || !(e->flags & ZL_SLOT_F_MORE) || e->len == 0 ||
 		    e->len > INT32_MAX)
 			return -EPROTO;
-		return 0;
+		break;
 	case ZL_SLOT_DESC:
 		if (ch->mode != ZL_MODE_SHARED || e->nslots != 1 || e->len == 0)
 			return -EPROTO;
 		memcpy(&e->lend, &s->u.desc.lend, 4);
 		memcpy(&e->region, &s->u.desc.region, 8);
 		memcpy(&e->offset, &s->u.desc.offset, 8);
-		return 0;
+		break;
 	default:
 		return -EPROTO;
 	}
+	/* Remember this lap's layout: next lap, a header slot can be watched,
+	 * a slot inside an entry cannot (it holds payload). */
+	ch->rx_known[pos] = 1;
+	if (e->nslots > 1)
+		memset(ch->rx_known + pos + 1, 0, e->nslots - 1u);
+	return 0;
 }
 
 /* Map a descriptor to bytes, or NULL if it points outside what the peer
@@ -923,34 +1027,39 @@ static const void *desc_resolve(struct zl_chan *ch, const struct entry *e)
  */
 static int rx_scan(struct zl_chan *ch, struct zl_msg *m, uint32_t *endp, uint32_t *bigp)
 {
-	int64_t av = rx_avail(ch, false);
-	if (av <= 0)
-		return (int)av;
-	uint32_t idx = ch->rx_read, end = ch->rx_read + (uint32_t)av;
+	uint32_t idx = ch->rx_read, end = ch->rx_prod_seen;
 	bool reloaded = false;
 	uint32_t total = 0;
 	unsigned nseg = 0;
 	*bigp = 0;
 	for (;;) {
-		if (idx == end && !reloaded) {
+		uint32_t avail;
+		if ((int32_t)(end - idx) > 0) {
+			avail = end - idx; /* published by the index */
+		} else if (rx_lap_ready(ch, idx)) {
+			/* published by its lap bit: the producer may have
+			 * written up to a ring past what we freed */
+			avail = ch->rx_cons + ch->rx_size - idx;
+		} else if (!reloaded) {
 			/* the rest may have been published since we last looked */
 			reloaded = true;
-			av = rx_avail(ch, true);
+			int64_t av = rx_avail(ch, true);
 			if (av < 0)
 				return (int)av;
-			end = ch->rx_read + (uint32_t)av;
+			end = ch->rx_prod_seen;
 			continue;
-		}
-		if (idx == end) {
+		} else if (idx == ch->rx_read) {
+			return 0; /* nothing yet */
+		} else {
 			/* incomplete message: only a message larger than the lane
 			 * (or views held too long) can leave the ring full */
-			if (end - ch->rx_freed >= ch->rx_size)
+			if (idx - ch->rx_freed >= ch->rx_size)
 				return -EMSGSIZE;
 			rx_flush(ch);
 			return 0;
 		}
 		struct entry e;
-		int err = entry_read(ch, idx, end - idx, &e);
+		int err = entry_read(ch, idx, avail, &e);
 		if (err)
 			return chan_break(ch, err);
 		if (e.kind == ZL_SLOT_PAD) {
@@ -1064,10 +1173,15 @@ static int rx_idle_status(struct zl_chan *ch)
 	/* A_state, then look at the index once more (the peer published its
 	 * last entries before its state). */
 	uint32_t st = zl_load_acquire(&ch->peer->state);
-	if (st != ZL_HALF_OPEN && zl_load_acquire(&ch->peer->tx_prod) == ch->rx_read)
+	if (st != ZL_HALF_OPEN && (int32_t)(zl_load_acquire(&ch->peer->tx_prod) - ch->rx_read) <= 0)
 		return 1;
 	return 0;
 }
+
+/* Internal flag of rx_next(): return RX_AGAIN after a wait instead of
+ * looking again itself. */
+#define RX_WAKE 0x80000000u
+#define RX_AGAIN 2
 
 /* Wait for the next message (or its header); returns as rx_scan, with 0
  * meaning end of stream. */
@@ -1102,6 +1216,8 @@ static int rx_next(struct zl_chan *ch, struct zl_msg *m, uint32_t *endp, uint32_
 			return -EAGAIN;
 		}
 		chan_wait(ch, ZL_SLEEP_RX);
+		if (flags & RX_WAKE)
+			return RX_AGAIN;
 	}
 }
 
@@ -1234,11 +1350,74 @@ static int recv_big(struct zl_chan *ch, char *dst, uint32_t total)
 	return (int)total;
 }
 
+/* Fast path of zl_chan_recv(): the next entry is a whole small inline
+ * message that fits the caller's buffer and no view is held. Returns its
+ * length; 0 when the slot we watch shows nothing yet; -1 to take the
+ * general path (anything unusual, and every error). */
+static int recv_fast(struct zl_chan *ch, void *buf, size_t cap)
+{
+	uint32_t idx = ch->rx_read, pos = idx & (ch->rx_size - 1), room;
+	if (ZL_UNLIKELY(ch->err || ch->held_head != ch->held_tail))
+		return -1;
+	bool published = (int32_t)(ch->rx_prod_seen - idx) > 0;
+	if (published)
+		room = ch->rx_prod_seen - idx; /* published by the index */
+	else if (ch->rx_known[pos])
+		room = ch->rx_cons + ch->rx_size - idx; /* by the lap bit, if set */
+	else
+		return -1;
+	/* A_slot (or A_prod, done when rx_prod_seen was read). */
+	uint64_t w = zl_load_acquire(&ch->rx_slots[pos].hdr);
+	uint32_t len = (uint32_t)(w >> 32), ns = entry_slots(len);
+	uint8_t lap = (idx & ch->rx_size) ? ZL_SLOT_F_LAP : 0;
+	/* kind, flags and nslots at once: an inline entry of this lap, whole */
+	if ((uint32_t)w != (uint32_t)hdr_word(ZL_SLOT_INLINE, lap, ns, 0) || len - 1u >= FAST_MAX ||
+	    len > cap || ns > room || pos + ns > ch->rx_size) {
+		if (!published && !(((uint8_t)(w >> 8) ^ lap) & ZL_SLOT_F_LAP))
+			return -1; /* this lap's entry, but not one for us */
+		return published ? -1 : 0;
+	}
+	ch->rx_known[pos] = 1;
+	if (ns > 1)
+		ch->rx_known[pos + 1] = 0;
+	copy_small(buf, &ch->rx_slots[pos].u, len);
+	ch->rx_read = idx + ns;
+	rx_freed_to(ch, ch->rx_read);
+	ch->me->cnt.rx_msgs++;
+	ch->me->cnt.rx_bytes += len;
+	return (int)len;
+}
+
 ZL_EXPORT int zl_chan_recv(struct zl_chan *ch, void *buf, size_t cap, unsigned flags)
 {
 	struct zl_msg m;
 	uint32_t end, big;
-	int r = rx_next(ch, &m, &end, &big, flags);
+	int r = recv_fast(ch, buf, cap);
+	if (r > 0)
+		return r;
+	if (r == 0 && !(flags & ZL_DONTWAIT) && ch->spin_cur > 0) {
+		/* A short spin on the slot alone, before the general wait
+		 * (which reads the clock and checks the peer): a reply that
+		 * is under way arrives within it. */
+		for (unsigned i = 0; i < FAST_SPINS && r == 0; i++) {
+			zl_cpu_relax();
+			r = recv_fast(ch, buf, cap);
+		}
+		if (r > 0) {
+			ch->me->cnt.spins++;
+			return r;
+		}
+	}
+	for (;;) {
+		r = recv_fast(ch, buf, cap);
+		if (r > 0)
+			return r;
+		/* RX_WAKE: come back here when the wait ends, so that the
+		 * message that ended it takes the fast path too */
+		r = rx_next(ch, &m, &end, &big, flags | RX_WAKE);
+		if (r != RX_AGAIN)
+			break;
+	}
 	if (r <= 0)
 		return r;
 	if (m.len > cap)
@@ -1413,7 +1592,8 @@ ZL_EXPORT int zl_chan_arm(struct zl_chan *ch)
 	/* F_sleep: the flag is visible before we look at the peer's indices. */
 	zl_fence();
 	if (ch->state != ZL_CHAN_OPEN || zl_read_once(&ch->peer->state) != ZL_HALF_OPEN ||
-	    zl_read_once(&ch->peer->tx_prod) != ch->rx_read ||
+	    (int32_t)(zl_read_once(&ch->peer->tx_prod) - ch->rx_read) > 0 ||
+	    rx_lap_ready(ch, ch->rx_read) ||
 	    zl_read_once(&ch->peer->ret_prod) != ch->peer_ret_cons ||
 	    zl_read_once(&ch->peer->rx_cons) != ch->tx_cons_seen) {
 		zl_write_once(&ch->me->sleep, 0);
@@ -1620,8 +1800,9 @@ int zl__chan_hello_recv(struct zl_chan *ch, int timeout_ms)
 	    zl_read_once(&ch->peer->ret_cons) != ch->ret_prod)
 		return -EPROTO;
 	ch->held = calloc(ch->rx_size, sizeof(*ch->held));
+	ch->rx_known = calloc(ch->rx_size, 1);
 	ch->lend = calloc(ch->peer_ret_size, sizeof(*ch->lend));
-	if (!ch->held || !ch->lend)
+	if (!ch->held || !ch->lend || !ch->rx_known)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < ch->peer_ret_size; i++)
 		ch->lend[i].next_free = i + 1 < ch->peer_ret_size ? i + 2 : 0;
@@ -1644,6 +1825,7 @@ void zl__chan_free(struct zl_chan *ch)
 	free(ch->pregs);
 	free(ch->sent);
 	free(ch->held);
+	free(ch->rx_known);
 	free(ch->lend);
 	zl__region_put(ch->theirs);
 	zl__region_put(ch->mine);

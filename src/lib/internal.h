@@ -118,7 +118,10 @@ struct zl_chan {
 	uint32_t rx_cons;      /* published consumer index */
 	uint32_t rx_freed;     /* freed locally; published lazily (rx_flush) */
 	uint32_t rx_prod_seen; /* last validated peer->tx_prod */
-	struct zl_held *held;  /* ring-backed views not yet released, FIFO */
+	/* rx_known[pos]: the slot held an entry header in the lap we read last,
+	 * so its lap bit alone tells whether the next lap's entry is there */
+	uint8_t *rx_known;
+	struct zl_held *held; /* ring-backed views not yet released, FIFO */
 	uint32_t held_head, held_tail;
 	uint32_t big_left; /* bytes of a fragmented message still to copy */
 

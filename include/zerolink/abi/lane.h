@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define ZL_ABI_HALF_MAGIC 0x315a4c48u /* "HLZ1" little-endian */
-#define ZL_ABI_VERSION 1u
+#define ZL_ABI_VERSION 2u
 #define ZL_ABI_CACHELINE 64u
 #define ZL_ABI_SLOT_SIZE 64u
 
@@ -40,6 +40,7 @@
 
 /* Slot flags. */
 #define ZL_SLOT_F_MORE 0x01u /* the message continues in the next entry */
+#define ZL_SLOT_F_LAP 0x80u  /* parity of the lap: set when (index & slot_count) */
 
 /* Bytes of payload carried by the first slot of an INLINE entry. */
 #define ZL_SLOT_INLINE_HEAD 56u
@@ -50,12 +51,27 @@
  * starts at byte 8 of the first slot and runs on contiguously. The producer
  * never lets an entry straddle the end of the ring: it writes a PAD entry
  * instead and starts again at slot 0.
+ *
+ * The first 8 bytes of an entry (kind, flags, nslots, len: the header word)
+ * are written last, as one aligned 64-bit store with release ordering, after
+ * the rest of the entry. Their ZL_SLOT_F_LAP bit is the parity of the lap the
+ * entry was written in, (index & slot_count) != 0 for the entry's free-running
+ * index. A consumer therefore learns that the entry at its position has
+ * arrived in two ways: from the producer index (tx_prod), or, when the same
+ * slot held an entry header in the previous lap, from that slot's lap bit
+ * alone (the slot holds either last lap's header or this lap's). Watching the
+ * slot costs one cache-line transfer per message instead of two.
  */
 struct zl_abi_slot {
-	uint8_t kind;
-	uint8_t flags;
-	uint16_t nslots; /* slots this entry occupies, >= 1 */
-	uint32_t len;    /* payload bytes of this entry */
+	union {
+		struct {
+			uint8_t kind;
+			uint8_t flags;
+			uint16_t nslots; /* slots this entry occupies, >= 1 */
+			uint32_t len;    /* payload bytes of this entry */
+		};
+		uint64_t hdr; /* the four fields above as one word */
+	};
 	union {
 		uint8_t data[ZL_SLOT_INLINE_HEAD];
 		struct {
@@ -69,6 +85,7 @@ struct zl_abi_slot {
 };
 _Static_assert(sizeof(struct zl_abi_slot) == ZL_ABI_SLOT_SIZE, "slot size");
 _Static_assert(offsetof(struct zl_abi_slot, u) == 8, "inline payload offset");
+_Static_assert(offsetof(struct zl_abi_slot, len) == 4, "header word layout");
 _Static_assert(offsetof(struct zl_abi_slot, u.desc.region) == 16, "desc region");
 
 /* Owner states (zl_abi_half.state). */
@@ -127,11 +144,14 @@ struct zl_abi_half {
 	uint32_t state;
 	uint8_t pad6[60];
 
-	/* cache lines 7-8: counters, written by the owner only (relaxed) */
+	/* cache lines 7-9: counters, written by the owner only (relaxed); the
+	 * padding makes the header 640 bytes, so that the slots that follow
+	 * it start on a 128-byte boundary (a two-slot entry then lies in one
+	 * pair of lines, which CPUs fetch together) */
 	struct zl_abi_counters cnt;
-	uint8_t pad7[64];
+	uint8_t pad7[128];
 };
-_Static_assert(sizeof(struct zl_abi_half) == 9 * ZL_ABI_CACHELINE, "half header size");
+_Static_assert(sizeof(struct zl_abi_half) == 10 * ZL_ABI_CACHELINE, "half header size");
 _Static_assert(offsetof(struct zl_abi_half, tx_prod) == 1 * ZL_ABI_CACHELINE, "tx_prod line");
 _Static_assert(offsetof(struct zl_abi_half, rx_cons) == 2 * ZL_ABI_CACHELINE, "rx_cons line");
 _Static_assert(offsetof(struct zl_abi_half, sleep) == 3 * ZL_ABI_CACHELINE, "sleep line");
