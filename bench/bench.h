@@ -43,6 +43,10 @@ const struct result *result_at(size_t i);
 
 /* utilities */
 uint64_t now_ns(void);
+/* Round-trip timing: lat_clock() ticks, lat_ns() converts a difference. */
+void lat_clock_init(void);
+uint64_t lat_clock(void);
+double lat_ns(uint64_t ticks);
 void pin_to(int which); /* 0: side A core, 1: side B core */
 void sort_u64(uint64_t *v, size_t n);
 double pct_u64(const uint64_t *sorted, size_t n, double p);

@@ -263,19 +263,19 @@ static void latency_one(const char *label, enum kind kind, const struct zl_chan_
 	int warm = iters / 10 + 10;
 	int ok = 1;
 	for (int i = -warm; i < iters && ok; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = lat_clock();
 		if (ep_send(&ep, buf, size) < 0 || ep_recv(&ep, buf, size) <= 0)
 			ok = 0;
 		if (i >= 0)
-			s[i] = now_ns() - t0;
+			s[i] = (uint64_t)(lat_ns(lat_clock() - t0) * 10); /* tenths of ns */
 	}
 	ep_close(&ep);
 	wait_child(pid);
 	rv_done(&rv);
 	if (ok) {
 		sort_u64(s, (size_t)iters);
-		result_add(label, "rtt", size, "rtt", "us", pct_u64(s, iters, 0.5) / 1e3,
-			   pct_u64(s, iters, 0.99) / 1e3, pct_u64(s, iters, 0.999) / 1e3);
+		result_add(label, "rtt", size, "rtt", "us", pct_u64(s, iters, 0.5) / 1e4,
+			   pct_u64(s, iters, 0.99) / 1e4, pct_u64(s, iters, 0.999) / 1e4);
 	} else {
 		fprintf(stderr, "bench: %s round trip failed\n", label);
 	}
@@ -283,8 +283,121 @@ static void latency_one(const char *label, enum kind kind, const struct zl_chan_
 	free(buf);
 }
 
+/*
+ * The polling round trip against the cache-line floor, interleaved: the same
+ * two processes alternate blocks of round trips over a bare cache line and
+ * over a zerolink channel, so that both see the same placement of the two
+ * virtual CPUs on the host and the same neighbours. Each block is timed as a
+ * whole, as the floor is.
+ */
+#define ILV_PER 100
+
+struct ilv_line {
+	_Alignas(64) uint64_t flag;
+};
+
+struct ilv_arg {
+	struct rendezvous *rv;
+	struct ilv_line *line;
+	size_t size;
+	int blocks;
+};
+
+static int ilv_server(void *p)
+{
+	struct ilv_arg *a = p;
+	struct endpoint ep;
+	if (rv_child(a->rv, &ep))
+		return 1;
+	char *buf = malloc(a->size);
+	uint64_t expect = 1;
+	for (int b = 0; b < 2 * a->blocks; b++) {
+		for (int i = 0; i < ILV_PER; i++) {
+			if (b & 1) {
+				if (ep_recv(&ep, buf, a->size) <= 0 ||
+				    ep_send(&ep, buf, a->size) < 0)
+					goto out;
+			} else {
+				while (zl_load_acquire(&a->line->flag) != expect)
+					;
+				zl_store_release(&a->line->flag, expect + 1);
+				expect += 2;
+			}
+		}
+	}
+out:
+	ep_close(&ep);
+	free(buf);
+	return 0;
+}
+
+static void latency_interleaved(size_t size)
+{
+	struct rendezvous rv;
+	struct zl_chan_opts poll = {.spin_ns = ZL_SPIN_FOREVER};
+	if (rv_prepare(&rv, K_ZL, &poll) || rv_listen(&rv)) {
+		fprintf(stderr, "bench: cannot set up the interleaved round trip\n");
+		return;
+	}
+	struct ilv_arg a = {&rv, shared_page(4096), size, bo.quick ? 600 : 4000};
+	pid_t pid = fork_child(ilv_server, &a, 1);
+	pin_to(0);
+	struct endpoint ep;
+	if (rv_parent(&rv, &ep)) {
+		fprintf(stderr, "bench: interleaved round trip: peer did not connect\n");
+		wait_child(pid);
+		rv_done(&rv);
+		return;
+	}
+	char *buf = calloc(1, size);
+	uint64_t *fl = malloc(sizeof(uint64_t) * (size_t)a.blocks);
+	uint64_t *zl = malloc(sizeof(uint64_t) * (size_t)a.blocks);
+	uint64_t v = 0;
+	int ok = 1;
+	for (int b = 0; b < 2 * a.blocks && ok; b++) {
+		uint64_t t0 = lat_clock();
+		for (int i = 0; i < ILV_PER && ok; i++) {
+			if (b & 1) {
+				if (ep_send(&ep, buf, size) < 0 || ep_recv(&ep, buf, size) <= 0)
+					ok = 0;
+			} else {
+				zl_store_release(&a.line->flag, v + 1);
+				while (zl_load_acquire(&a.line->flag) != v + 2)
+					;
+				v += 2;
+			}
+		}
+		uint64_t t = (uint64_t)(lat_ns(lat_clock() - t0) * 10 / ILV_PER); /* tenths */
+		if (b & 1)
+			zl[b / 2] = t;
+		else
+			fl[b / 2] = t;
+	}
+	ep_close(&ep);
+	wait_child(pid);
+	rv_done(&rv);
+	if (ok) {
+		/* the first tenth warms both paths up */
+		int skip = a.blocks / 10, n = a.blocks - skip;
+		sort_u64(fl + skip, (size_t)n);
+		sort_u64(zl + skip, (size_t)n);
+		result_add("floor", "cacheline-rtt-ilv", 64, "rtt", "us",
+			   pct_u64(fl + skip, n, 0.5) / 1e4, pct_u64(fl + skip, n, 0.99) / 1e4, 0);
+		result_add("zerolink-poll", "rtt-ilv", size, "rtt", "us",
+			   pct_u64(zl + skip, n, 0.5) / 1e4, pct_u64(zl + skip, n, 0.99) / 1e4, 0);
+	} else {
+		fprintf(stderr, "bench: interleaved round trip failed\n");
+	}
+	munmap(a.line, 4096);
+	free(fl);
+	free(zl);
+	free(buf);
+}
+
 void bench_latency(void)
 {
+	progress("round trip 64 B: zerolink polling and cache line, interleaved");
+	latency_interleaved(64);
 	static const size_t sizes[] = {8, 64, 512, 4096, 65536};
 	struct zl_chan_opts poll = {.spin_ns = ZL_SPIN_FOREVER};
 	struct zl_chan_opts block = {.flags = ZL_CHAN_NOSPIN};

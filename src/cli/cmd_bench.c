@@ -82,6 +82,7 @@ int cmd_bench(int argc, char **argv)
 	bo.stream_s = bo.quick ? 0.25 : 1.0;
 	bo.runs = bo.quick ? 1 : 5;
 	bo.lat_iters = bo.quick ? 2000 : 20000;
+	lat_clock_init();
 	uint64_t t0 = now_ns();
 	if (!bo.only || strstr("floor", bo.only))
 		bench_floor();

@@ -23,6 +23,9 @@
 #define zl_write_once(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 /* Full fence: orders earlier stores before later loads (Dekker's pattern). */
 #define zl_fence() atomic_thread_fence(memory_order_seq_cst)
+/* Orders nothing in hardware: keeps the compiler from moving accesses across
+ * (the other half of an asymmetric fence, see F_sleep in chan.c). */
+#define zl_compiler_barrier() atomic_signal_fence(memory_order_seq_cst)
 /* Atomic read-modify-write on process-local data. */
 #define zl_xchg(p, v) __atomic_exchange_n((p), (v), __ATOMIC_ACQ_REL)
 #define zl_cas(p, expp, v)                                                                         \

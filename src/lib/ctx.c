@@ -251,6 +251,7 @@ ZL_EXPORT int zl_ctx_open(struct zl_ctx **out, const struct zl_ctx_opts *opts)
 {
 	if (!out)
 		return -EINVAL;
+	zl__mb_init();
 	struct zl_ctx *ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return -ENOMEM;

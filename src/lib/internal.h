@@ -153,6 +153,8 @@ struct zl_chan {
 	int64_t spin_ns;  /* configured budget */
 	int64_t spin_cur; /* adaptive budget */
 	uint32_t sleep_gen;
+	bool my_mb;       /* we call membarrier() before sleeping (ZL_HALF_F_MB) */
+	bool peer_mb;     /* the peer does: as a registered waker we need no fence */
 	uint64_t live_ns; /* last liveness check of a non-blocking caller */
 	enum zl_chan_state state;
 	int err; /* sticky negative errno once broken */
@@ -175,7 +177,7 @@ int zl__chan_hello_recv(struct zl_chan *ch, int timeout_ms);
 void zl__chan_free(struct zl_chan *ch);
 /* Validation of a peer half header (also used by the fuzz harness). */
 struct zl_half_geom {
-	uint32_t slot_count, ret_count, slots_off, ret_off;
+	uint32_t slot_count, ret_count, slots_off, ret_off, flags;
 	uint64_t total;
 };
 int zl__half_check(const struct zl_abi_half *h, uint64_t region_size, struct zl_half_geom *g);
@@ -234,6 +236,14 @@ void zl__close_fds(int *fds, int n);
 
 /* ---- misc (util.c) ---- */
 uint64_t zl__now_ns(void);
+/* This process is registered for global expedited membarrier: a sleeper's
+ * membarrier() reaches its threads. Set by zl__mb_init(), kept up to date
+ * across fork. */
+extern bool zl__mb_ready;
+void zl__mb_init(void);
+/* membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED); on failure a local fence and
+ * the negative errno. */
+int zl__mb_sleep_fence(void);
 int zl__set_cloexec_nonblock(int fd, bool nonblock);
 
 #endif

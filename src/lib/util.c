@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -11,6 +17,51 @@ uint64_t zl__now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Asymmetric wake-up fences (see "F_sleep" in chan.c). A process that is
+ * registered for MEMBARRIER_CMD_GLOBAL_EXPEDITED receives a full memory
+ * barrier on each of its running threads whenever any process calls
+ * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED). A sleeper that makes that
+ * call after announcing its sleep therefore spares its registered wakers
+ * the full fence they would otherwise need after every publish.
+ */
+bool zl__mb_ready;
+
+static void mb_register(void)
+{
+	const char *e = getenv("ZEROLINK_MEMBARRIER");
+	if (e && !strcmp(e, "0")) {
+		zl__mb_ready = false;
+		return;
+	}
+	long q = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	zl__mb_ready =
+		q > 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+		syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+}
+
+static void mb_once(void)
+{
+	mb_register();
+	/* Whether a forked child inherits the registration depends on the
+	 * kernel: register again (or learn that we cannot). */
+	pthread_atfork(NULL, NULL, mb_register);
+}
+
+void zl__mb_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, mb_once);
+}
+
+int zl__mb_sleep_fence(void)
+{
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0)
+		return 0;
+	atomic_thread_fence(memory_order_seq_cst);
+	return -errno;
 }
 
 int zl__set_cloexec_nonblock(int fd, bool nonblock)

@@ -88,6 +88,16 @@ _Static_assert(offsetof(struct zl_abi_slot, u) == 8, "inline payload offset");
 _Static_assert(offsetof(struct zl_abi_slot, len) == 4, "header word layout");
 _Static_assert(offsetof(struct zl_abi_slot, u.desc.region) == 16, "desc region");
 
+/* Header flags (zl_abi_half.flags), fixed at creation. */
+/* ZL_HALF_F_MB: after announcing sleep (zl_abi_half.sleep) and before its
+ * last look at the rings, the owner calls
+ * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED). A peer whose process is
+ * registered for it (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) may then read
+ * the sleep word after publishing without a full fence of its own. Valid
+ * only between processes of one kernel: an endpoint in another kernel (a
+ * virtual machine) neither sets nor honours it. */
+#define ZL_HALF_F_MB 0x1u
+
 /* Owner states (zl_abi_half.state). */
 #define ZL_HALF_OPEN 0u
 #define ZL_HALF_SHUT_WR 1u /* owner sends no more; peer sees EOF once drained */

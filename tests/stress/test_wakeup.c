@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Lost wake-ups: two processes whose waits end in sleep as often as in a
+ * spin, with random gaps around the publishes, in both directions (a
+ * consumer waiting for data, a producer waiting for room in a small lane).
+ * Run with the asymmetric fences (membarrier, when the kernel offers it)
+ * and with plain fences. A lost wake-up hangs the pair: the alarm fails the
+ * test.
+ */
+#include "../zltest.h"
+
+extern bool zl__mb_ready;
+
+static uint64_t rng = 88172645463325252ull;
+
+static unsigned rnd(unsigned n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (unsigned)(rng % n);
+}
+
+/* A busy gap of 0 to about max_us microseconds. */
+static void gap(unsigned max_us)
+{
+	struct timespec t0, t;
+	unsigned ns = rnd(max_us * 1000 + 1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	while ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t.tv_nsec -
+		       (uint64_t)t0.tv_nsec <
+	       ns);
+}
+
+static void round_trips(struct zl_ctx *ctx)
+{
+	/* a spin budget of 1 us (checked every few microseconds) against gaps
+	 * of up to 16 us: many waits end in sleep */
+	struct zl_chan_opts o = {.spin_ns = 1000};
+	struct zl_chan *p[2];
+	CHECK_EQ(zl_chan_pair(ctx, &o, p), 0);
+	const int n = 40000;
+	pid_t pid = fork();
+	if (pid == 0) {
+		rng ^= 0x9e3779b97f4a7c15ull;
+		uint64_t v;
+		for (int i = 0; i < n; i++) {
+			if (zl_chan_recv(p[1], &v, sizeof(v), 0) != sizeof(v) || v != (uint64_t)i)
+				_exit(1);
+			gap(16);
+			if (zl_chan_send(p[1], &v, sizeof(v), 0) != sizeof(v))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	for (uint64_t i = 0; i < (uint64_t)n; i++) {
+		uint64_t v = i;
+		CHECK_EQ(zl_chan_send(p[0], &v, sizeof(v), 0), sizeof(v));
+		gap(16);
+		CHECK_EQ(zl_chan_recv(p[0], &v, sizeof(v), 0), sizeof(v));
+		CHECK_EQ(v, i);
+	}
+	CHECK_EQ(wait_status(pid), 0);
+	struct zl_chan_info ci;
+	zl_chan_info(p[0], &ci);
+	fprintf(stderr, "round trips: %llu sleeps, %llu kicks\n", (unsigned long long)ci.sleeps,
+		(unsigned long long)ci.kicks);
+	CHECK(ci.sleeps > 0); /* the race was actually run */
+	zl_chan_close(p[0]);
+	zl_chan_close(p[1]);
+}
+
+static void stream(struct zl_ctx *ctx)
+{
+	/* a small lane: the producer waits for room as often as the consumer
+	 * waits for data */
+	struct zl_chan_opts o = {.spin_ns = 2000, .slots = 64};
+	struct zl_chan *p[2];
+	CHECK_EQ(zl_chan_pair(ctx, &o, p), 0);
+	const uint64_t n = 200000;
+	pid_t pid = fork();
+	if (pid == 0) {
+		rng ^= 0x2545f4914f6cdd1dull;
+		for (uint64_t i = 0; i < n; i++) {
+			char b[200];
+			size_t len = 8 + rnd(190);
+			memcpy(b, &i, 8);
+			if (zl_chan_send(p[1], b, len, 0) != (int)len)
+				_exit(1);
+			if (rnd(64) == 0)
+				gap(20);
+		}
+		_exit(0);
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		char b[200];
+		uint64_t v;
+		CHECK(zl_chan_recv(p[0], b, sizeof(b), 0) >= 8);
+		memcpy(&v, b, 8);
+		CHECK_EQ(v, i);
+		if (rnd(64) == 0)
+			gap(20);
+	}
+	CHECK_EQ(wait_status(pid), 0);
+	struct zl_chan_info ci;
+	zl_chan_info(p[0], &ci);
+	fprintf(stderr, "stream: %llu sleeps, %llu kicks\n", (unsigned long long)ci.sleeps,
+		(unsigned long long)ci.kicks);
+	zl_chan_close(p[0]);
+	zl_chan_close(p[1]);
+}
+
+int main(void)
+{
+	alarm(120); /* a lost wake-up hangs: fail instead */
+	struct zl_ctx *ctx = test_ctx("test_wakeup");
+	fprintf(stderr, "asymmetric fences (membarrier): %s\n",
+		zl__mb_ready ? "available" : "not available here");
+	round_trips(ctx);
+	stream(ctx);
+	/* the same with plain fences on both sides */
+	zl__mb_ready = false;
+	round_trips(ctx);
+	stream(ctx);
+	zl_ctx_close(ctx);
+	return 0;
+}
