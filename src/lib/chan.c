@@ -481,17 +481,66 @@ static bool ret_push(struct zl_chan *ch, uint32_t ref)
 	return true;
 }
 
-static void lend_put(struct zl_chan *ch, uint32_t id)
+/* Returns collected by one reap, handed on in batches: buffers of one pool
+ * class go back in one chain (one atomic operation), and each channel that
+ * forwarded buffers to us gets its returns published once. */
+struct reap_batch {
+	struct zl_pool *pool;
+	uint32_t cls, first, last; /* chain of buffer indices, first == UINT32_MAX: none */
+	struct zl_chan *in[8];
+	unsigned nin;
+};
+
+static void batch_flush_pool(struct reap_batch *b)
+{
+	if (b->first != UINT32_MAX)
+		zl__pool_return_chain(b->pool, b->cls, b->first, b->last);
+	b->first = UINT32_MAX;
+}
+
+static void batch_flush(struct reap_batch *b)
+{
+	batch_flush_pool(b);
+	for (unsigned i = 0; i < b->nin; i++) {
+		struct zl_chan *in = b->in[i];
+		ret_publish(in);
+		in->views--; /* the batch's own hold, see lend_put */
+		chan_maybe_free(in);
+	}
+	b->nin = 0;
+}
+
+static void lend_put(struct zl_chan *ch, uint32_t id, struct reap_batch *b)
 {
 	struct zl_lend *l = &ch->lend[id];
 	if (l->kind == ZL_LEND_POOL) {
-		zl__pool_return(l->pool, l->buf_id);
+		uint32_t cls = l->buf_id >> 24, idx = l->buf_id & 0xffffff;
+		if (b->first != UINT32_MAX && (b->pool != l->pool || b->cls != cls))
+			batch_flush_pool(b);
+		if (b->first == UINT32_MAX) {
+			b->pool = l->pool;
+			b->cls = cls;
+			b->last = idx;
+		} else {
+			zl__pool_link(l->pool, cls, idx, b->first);
+		}
+		b->first = idx;
 	} else if (l->kind == ZL_LEND_FWD) {
 		struct zl_chan *in = l->in;
 		ret_push(in, l->in_ref);
-		ret_publish(in);
+		unsigned k = 0;
+		while (k < b->nin && b->in[k] != in)
+			k++;
+		if (k == b->nin) {
+			if (k == ZL_ARRAY_SIZE(b->in)) {
+				batch_flush(b);
+				k = 0;
+			}
+			b->in[k] = in;
+			b->nin = k + 1;
+			in->views++; /* keep `in` until the batch is published */
+		}
 		in->views--;
-		chan_maybe_free(in);
 	}
 	l->kind = ZL_LEND_FREE;
 	l->next_free = ch->lend_free;
@@ -511,15 +560,18 @@ static int chan_reap(struct zl_chan *ch)
 		return 0;
 	if (n > ch->peer_ret_size)
 		return chan_break(ch, -EPROTO);
+	struct reap_batch b = {.first = UINT32_MAX};
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t id = zl_read_once(
 			&ch->peer_ret[(ch->peer_ret_cons + i) & (ch->peer_ret_size - 1)]);
 		if (id >= ch->peer_ret_size || ch->lend[id].kind == ZL_LEND_FREE) {
 			ch->peer_ret_cons += i;
+			batch_flush(&b);
 			return chan_break(ch, -EPROTO);
 		}
-		lend_put(ch, id);
+		lend_put(ch, id, &b);
 	}
+	batch_flush(&b);
 	ch->peer_ret_cons = prod;
 	zl_store_release(&ch->me->ret_cons, prod);
 	return (int)n;
@@ -533,9 +585,11 @@ static void chan_reclaim(struct zl_chan *ch)
 	if (ch->state == ZL_CHAN_PEER_CLOSED || ch->state == ZL_CHAN_PEER_DEAD)
 		chan_reap(ch);
 	ch->released_all = true;
+	struct reap_batch b = {.first = UINT32_MAX};
 	for (uint32_t i = 0; i < ch->peer_ret_size; i++)
 		if (ch->lend[i].kind != ZL_LEND_FREE)
-			lend_put(ch, i);
+			lend_put(ch, i, &b);
+	batch_flush(&b);
 }
 
 /* Once the peer is gone (closed or dead), collect its last returns and take

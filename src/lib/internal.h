@@ -66,6 +66,10 @@ struct zl_pool {
 };
 
 void zl__pool_return(struct zl_pool *pool, uint32_t id);
+/* Returns in bulk: link buffer idx before next (same class), then hand the
+ * chain first..last back with one atomic operation. */
+void zl__pool_link(struct zl_pool *pool, uint32_t cls, uint32_t idx, uint32_t next);
+void zl__pool_return_chain(struct zl_pool *pool, uint32_t cls, uint32_t first, uint32_t last);
 
 /* ---- channels (chan.c) ---- */
 

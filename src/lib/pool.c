@@ -149,6 +149,21 @@ void zl__pool_return(struct zl_pool *p, uint32_t id)
 	while (!zl_cas(&c->ret_head, &head, idx + 1));
 }
 
+void zl__pool_link(struct zl_pool *p, uint32_t cls, uint32_t idx, uint32_t next)
+{
+	p->cls[cls].next[idx] = next + 1;
+}
+
+void zl__pool_return_chain(struct zl_pool *p, uint32_t cls, uint32_t first, uint32_t last)
+{
+	struct zl_pool_cls *c = &p->cls[cls];
+	uint32_t head = __atomic_load_n(&c->ret_head, __ATOMIC_RELAXED);
+	do
+		c->next[last] = head;
+	/* R1: publishes the chain's links to the owner's exchange (A1). */
+	while (!zl_cas(&c->ret_head, &head, first + 1));
+}
+
 ZL_EXPORT void zl_buf_free(const struct zl_buf *b)
 {
 	if (b && b->pool)
