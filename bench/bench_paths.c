@@ -455,7 +455,9 @@ static int stream_sender(void *p)
 			if (a->zc) {
 				struct zl_buf b;
 				while ((r = zl_buf_alloc(pool, a->size, &b)) == -ENOBUFS) {
-					if (zl_chan_poll(ep.ch) < 0 || zl_read_once(&a->ctl->stop))
+					/* the pool is dry: wait for buffers to come home */
+					if (zl_chan_wait_returns(ep.ch) < 0 ||
+					    zl_read_once(&a->ctl->stop))
 						goto out;
 				}
 				if (r)

@@ -11,7 +11,9 @@
  *   tcp, unix  three processes relaying the bytes through kernel sockets.
  *
  * Placement is the same for all: producer and consumer share core A, the
- * middle stage runs on core B. Producers write an 8-byte sequence number in
+ * middle stage runs on core B. Waiting: the monolith and zerolink (in its
+ * polling mode) spin and then yield the core, never sleeping; the kernel
+ * paths block in the kernel. Producers write an 8-byte sequence number in
  * each record and consumers read it; the rest of the record is not touched
  * by any variant, so what is compared is the cost of moving records.
  */
@@ -71,7 +73,8 @@ static int producer(void *p)
 				seq++;
 			}
 			if (n == 0) {
-				if (zl_chan_poll(ep.ch) < 0)
+				/* the pool is dry: wait for buffers to come home */
+				if (zl_chan_wait_returns(ep.ch) < 0)
 					break;
 				continue;
 			}
@@ -131,7 +134,11 @@ done:
 
 static double pipeline_procs(enum kind kind, size_t rec, double *cpu)
 {
-	struct zl_chan_opts co = {.slots = 1024};
+	/* The monolith's stages never sleep: they spin, then yield the core.
+	 * zerolink's polling mode is the same policy (ZL_SPIN_FOREVER spins a
+	 * moment, then yields while it waits); the kernel paths block, as
+	 * they must. */
+	struct zl_chan_opts co = {.slots = 1024, .spin_ns = ZL_SPIN_FOREVER};
 	struct rendezvous r1, r2; /* r1: producer -> middle, r2: middle -> consumer */
 	if (rv_prepare(&r1, kind, &co) || rv_prepare(&r2, kind, &co) || rv_listen(&r2))
 		return 0;

@@ -269,6 +269,18 @@ int zl_chan_forward_burst(struct zl_chan *out, struct zl_msg *m, unsigned n, uns
  */
 int zl_chan_poll(struct zl_chan *ch);
 
+/**
+ * zl_chan_wait_returns() - wait until the peer gives back buffers lent on
+ * this channel, and collect them, so that their pools can hand them out
+ * again. What a zero-copy sender calls when zl_buf_alloc() says -ENOBUFS.
+ * Waits with the channel's policy: spin, yield the core, then sleep.
+ * Return: buffers collected (> 0); 0 nothing is lent out on this channel
+ * (waiting would be forever); -ECONNRESET the peer died (everything lent to
+ * it is reclaimed); -EPROTO the channel was broken by a peer violation;
+ * -EPIPE the peer closed the channel.
+ */
+int zl_chan_wait_returns(struct zl_chan *ch);
+
 /** zl_chan_set_spin() - spin budget in ns (ZL_SPIN_FOREVER: never sleep). */
 void zl_chan_set_spin(struct zl_chan *ch, int64_t spin_ns);
 

@@ -1682,6 +1682,26 @@ ZL_EXPORT int zl_chan_arm(struct zl_chan *ch)
 	return 0;
 }
 
+ZL_EXPORT int zl_chan_wait_returns(struct zl_chan *ch)
+{
+	for (;;) {
+		int n = zl_chan_poll(ch);
+		if (n != 0)
+			return n;
+		if (ch->lent == 0)
+			return 0;
+		if (ch->err)
+			return ch->err;
+		if (ch->state == ZL_CHAN_PEER_CLOSED)
+			return -EPIPE;
+		/* chan_wait compares with the last consumer index we read: read
+		 * it now, so that only a change from here on counts */
+		if (tx_free(ch, ch->tx_size) < 0)
+			return ch->err;
+		chan_wait(ch, ZL_SLEEP_TX);
+	}
+}
+
 ZL_EXPORT int zl_chan_poll(struct zl_chan *ch)
 {
 	if (ch->err)

@@ -151,6 +151,46 @@ int main(void)
 
 	zl_chan_close(iso[0]);
 	zl_chan_close(iso[1]);
+
+	/* a sender whose pool runs dry waits for its buffers to come home */
+	struct zl_chan *wr[2];
+	struct zl_chan_opts wo = {.spin_ns = 1000};
+	CHECK_EQ(zl_chan_pair(ctx, &wo, wr), 0);
+	CHECK_EQ(zl_chan_wait_returns(wr[0]), 0); /* nothing lent: no wait */
+	int sent = 0;
+	while (zl_buf_alloc(pool, 100, &b) == 0) {
+		memcpy(b.data, &sent, sizeof(sent));
+		CHECK_EQ(zl_chan_send_buf(wr[0], &b, 100, 0), 100);
+		sent++;
+	}
+	CHECK(sent > 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* the receiver takes its time, then gives everything back */
+		usleep(50000);
+		for (int i = 0; i < sent; i++) {
+			if (zl_chan_recv_msg(wr[1], &m, 0) != 1)
+				_exit(1);
+			zl_msg_release(&m);
+		}
+		pause(); /* keeps its end open until killed */
+		_exit(0);
+	}
+	int got = 0;
+	while (got < sent) {
+		int r = zl_chan_wait_returns(wr[0]);
+		CHECK(r > 0);
+		got += r;
+	}
+	CHECK_EQ(got, sent);
+	CHECK_EQ(zl_buf_alloc(pool, 100, &b), 0); /* the pool has buffers again */
+	zl_buf_free(&b);
+	CHECK_EQ(zl_chan_wait_returns(wr[0]), 0); /* all home */
+	kill(pid, SIGKILL);
+	CHECK_EQ(wait_status(pid), 128 + SIGKILL);
+	zl_chan_close(wr[0]);
+	zl_chan_close(wr[1]);
+
 	for (int i = 0; i < 2; i++) {
 		zl_chan_close(ab[i]);
 		zl_chan_close(bc[i]);
