@@ -192,13 +192,6 @@ int report_chart(const char *png)
 		"cores)'\n"
 		"set logscale xy\nset grid\nset key top left\nset format x '%%.0s%%cB'\n",
 		png);
-	printf("\nround trip 64 B, polling, interleaved with the cache-line floor (blocks of "
-	       "100)\n");
-	printf("  cache line                     %8.3f us\n",
-	       val("floor", "cacheline-rtt-ilv", 64, "rtt"));
-	printf("  zerolink, polling              %8.3f us\n",
-	       val("zerolink-poll", "rtt-ilv", 64, "rtt"));
-
 	static const char *const lp[] = {"zerolink-poll", "zerolink-block", "tcp", "unix", "pipe"};
 	static const uint64_t ls[] = {8, 64, 512, 4096, 65536};
 	fprintf(f,
