@@ -89,6 +89,13 @@ static inline uint64_t hdr_word(uint8_t kind, uint8_t flags, uint32_t nslots, ui
 	       (uint64_t)len << 32;
 }
 
+/* The lap bit an entry at free-running index idx carries in a ring of
+ * `size` slots (see struct zl_abi_slot). */
+static inline uint8_t lap_bit(uint32_t idx, uint32_t size)
+{
+	return (idx & size) ? ZL_SLOT_F_LAP : 0;
+}
+
 /* Messages up to this size take the fast paths of zl_chan_send() and
  * zl_chan_recv(): one or two slots, copied without a library call. */
 #define FAST_MAX (ZL_SLOT_INLINE_HEAD + 64u)
@@ -243,7 +250,7 @@ static bool rx_lap_ready(const struct zl_chan *ch, uint32_t idx)
 	struct zl_abi_slot h;
 	/* A_slot: the body is read after the header word. */
 	h.hdr = zl_load_acquire(&ch->rx_slots[pos].hdr);
-	return !(h.flags & ZL_SLOT_F_LAP) == !(idx & ch->rx_size);
+	return (h.flags & ZL_SLOT_F_LAP) == lap_bit(idx, ch->rx_size);
 }
 
 /* ------------------------------------------------------------------ */
@@ -385,16 +392,20 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 	if (what & ZL_SLEEP_RX)
 		for (unsigned i = 0; i < ch->ndown; i++)
 			mb |= ch->down[i]->my_mb;
-	if (mb)
-		zl__mb_sleep_fence();
-	else
+	/* If membarrier() fails after all (it worked at registration), our
+	 * wakers may have skipped their fence: sleep in short steps then, so
+	 * that a publish they made unseen is found by the next look. */
+	int tmo = -1;
+	if (!mb)
 		zl_fence();
+	else if (zl__mb_sleep_fence() < 0)
+		tmo = 1;
 	if (!wait_ready(ch, what, cons0, ret0)) {
 		ch->me->cnt.sleeps++;
 		struct epoll_event ev[2];
 		int n;
 		do
-			n = epoll_wait(ch->ep, ev, 2, -1);
+			n = epoll_wait(ch->ep, ev, 2, tmo);
 		while (n < 0 && errno == EINTR);
 		for (int i = 0; i < n; i++)
 			if (ev[i].data.fd == ch->ctl)
@@ -677,8 +688,7 @@ static inline void slot_publish(struct zl_chan *ch, uint8_t kind, uint8_t flags,
 				uint32_t len)
 {
 	struct zl_abi_slot *s = &ch->tx_slots[ch->tx_prod & (ch->tx_size - 1)];
-	if (ch->tx_prod & ch->tx_size)
-		flags |= ZL_SLOT_F_LAP;
+	flags |= lap_bit(ch->tx_prod, ch->tx_size);
 	/* R_slot: the body is visible before the header word. */
 	zl_store_release(&s->hdr, hdr_word(kind, flags, nslots, len));
 	ch->tx_prod += nslots;
@@ -1041,7 +1051,7 @@ static int entry_read(struct zl_chan *ch, uint32_t idx, uint32_t avail, struct e
 	/* The producer publishes whole entries, so an entry longer than what is
 	 * published is a lie; so is a lap bit that does not match the index. */
 	if (e->nslots == 0 || e->nslots > avail || (e->flags & ~(ZL_SLOT_F_MORE | ZL_SLOT_F_LAP)) ||
-	    !(e->flags & ZL_SLOT_F_LAP) != !(idx & ch->rx_size))
+	    (e->flags & ZL_SLOT_F_LAP) != lap_bit(idx, ch->rx_size))
 		return -EPROTO;
 	e->flags &= ZL_SLOT_F_MORE;
 	switch (e->kind) {
@@ -1447,7 +1457,7 @@ static inline __attribute__((always_inline)) int recv_fast(struct zl_chan *ch, v
 	/* A_slot (or A_prod, done when rx_prod_seen was read). */
 	uint64_t w = zl_load_acquire(&ch->rx_slots[pos].hdr);
 	uint32_t len = (uint32_t)(w >> 32), ns = entry_slots(len);
-	uint8_t lap = (idx & ch->rx_size) ? ZL_SLOT_F_LAP : 0;
+	uint8_t lap = lap_bit(idx, ch->rx_size);
 	/* kind, flags and nslots at once: an inline entry of this lap, whole */
 	if ((uint32_t)w != (uint32_t)hdr_word(ZL_SLOT_INLINE, lap, ns, 0) || len - 1u >= FAST_MAX ||
 	    len > cap || ns > room || pos + ns > ch->rx_size) {
