@@ -19,7 +19,8 @@ struct bench_opts {
 	bool pinned;     /* false when the machine has one core */
 	const char *json;
 	const char *png;
-	const char *only; /* run only tests whose name contains this */
+	const char *only;  /* run only tests whose name contains this */
+	const char *paths; /* comma-separated path names to measure, or NULL */
 };
 
 extern struct bench_opts bo;
@@ -53,6 +54,8 @@ double pct_u64(const uint64_t *sorted, size_t n, double p);
 double median_d(double *v, size_t n);
 uint64_t cpu_ns_self(void);   /* user+sys of this process */
 uint64_t cpu_ns_pid(pid_t p); /* user+sys of a live child, from /proc */
+/* Whether --paths asks for the path named label (every path without it). */
+bool path_wanted(const char *label);
 pid_t fork_child(int (*fn)(void *), void *arg, int cpu_side);
 int wait_child(pid_t pid);
 void *shared_page(size_t size);

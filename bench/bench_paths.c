@@ -240,6 +240,8 @@ static int echo_server(void *p)
 static void latency_one(const char *label, enum kind kind, const struct zl_chan_opts *co,
 			size_t size)
 {
+	if (!path_wanted(label))
+		return;
 	struct rendezvous rv;
 	if (rv_prepare(&rv, kind, co) || rv_listen(&rv)) {
 		fprintf(stderr, "bench: cannot set up %s\n", label);
@@ -333,6 +335,8 @@ out:
 
 static void latency_interleaved(size_t size)
 {
+	if (!path_wanted("zerolink-poll"))
+		return;
 	struct rendezvous rv;
 	struct zl_chan_opts poll = {.spin_ns = ZL_SPIN_FOREVER};
 	if (rv_prepare(&rv, K_ZL, &poll) || rv_listen(&rv)) {
@@ -576,6 +580,8 @@ static void stream_point(const char *label, enum kind kind, const struct zl_chan
 {
 	double rate[9], cpu[9];
 	int runs = bo.runs;
+	if (!path_wanted(label))
+		return;
 	for (int k = 0; k < runs; k++)
 		rate[k] = stream_run(label, kind, co, size, zc, &cpu[k]);
 	double r = median_d(rate, (size_t)runs), c = median_d(cpu, (size_t)runs);

@@ -400,6 +400,8 @@ void bench_pipeline(void)
 	for (size_t i = 0; i < 3; i++) {
 		for (size_t v = 0; v < 4; v++) {
 			double rate[9], cpu[9];
+			if (!path_wanted(vars[v].label))
+				continue;
 			progress("pipeline %zu B: %s", recs[i], vars[v].label);
 			for (int k = 0; k < bo.runs; k++) {
 				cpu[k] = 0;

@@ -91,7 +91,7 @@ void report_table(void)
 
 static void target(const char *name, double ratio, double limit, bool at_most)
 {
-	if (isnan(ratio)) {
+	if (isnan(ratio) || isinf(ratio)) {
 		printf("  %-60s      -   (not measured)\n", name);
 		return;
 	}
@@ -131,7 +131,8 @@ void report_ratios(void)
 		if (!isnan(v) && v < zmin)
 			zmin = v;
 	}
-	target("zero-copy stream, slowest size, M buffers/s / 10", zmin / 10, 1, false);
+	target("zero-copy stream, slowest size, M buffers/s / 10", isinf(zmin) ? NAN : zmin / 10, 1,
+	       false);
 	static const uint64_t ps[] = {4096, 65536, 1 << 20};
 	char name[96], b[32];
 	for (int i = 0; i < 3; i++) {

@@ -193,6 +193,19 @@ uint64_t cpu_ns_pid(pid_t p)
 	return (uint64_t)(ut + st) * (1000000000ull / (uint64_t)hz);
 }
 
+bool path_wanted(const char *label)
+{
+	if (!bo.paths)
+		return true;
+	for (const char *t = bo.paths; *t;) {
+		size_t n = strcspn(t, ",");
+		if (n && strncmp(label, t, n) == 0)
+			return true;
+		t += n + (t[n] == ',');
+	}
+	return false;
+}
+
 pid_t fork_child(int (*fn)(void *), void *arg, int cpu_side)
 {
 	fflush(stdout);

@@ -13,7 +13,7 @@ static int usage(int code)
 {
 	FILE *f = code ? stderr : stdout;
 	fprintf(f, "usage: zerolink bench [--quick] [--json FILE] [--png FILE] [--cpus A,B]\n"
-		   "                      [--only floor|rtt|stream|pipeline]\n"
+		   "                      [--only floor|rtt|stream|pipeline] [--paths LIST]\n"
 		   "  Measures, in one run and side by side: the physical floor (cache-line\n"
 		   "  round trip, bare ring, memcpy, eventfd wake-up), round-trip latency and\n"
 		   "  streaming throughput of zerolink against TCP loopback, Unix sockets and\n"
@@ -23,25 +23,26 @@ static int usage(int code)
 		   "  --json FILE   one record per measurement (path, test, size, metric, unit,\n"
 		   "                median, p99, p999)\n"
 		   "  --png FILE    a chart (needs gnuplot)\n"
-		   "  --cpus A,B    the two cores to use (default: the first two allowed)\n");
+		   "  --cpus A,B    the two cores to use (default: the first two allowed)\n"
+		   "  --only GROUP  run one group of measurements\n"
+		   "  --paths LIST  measure only these paths, comma-separated (zerolink,\n"
+		   "                monolith, tcp, unix, pipe; a name matches every path it\n"
+		   "                begins: zerolink covers zerolink-poll and zerolink-zc)\n");
 	return code;
 }
 
 int cmd_bench(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"quick", no_argument, 0, 'q'},
-		{"json", required_argument, 0, 'j'},
-		{"png", required_argument, 0, 'p'},
-		{"cpus", required_argument, 0, 'c'},
-		{"only", required_argument, 0, 'o'},
-		{"help", no_argument, 0, 'h'},
-		{0, 0, 0, 0},
+		{"quick", no_argument, 0, 'q'},      {"json", required_argument, 0, 'j'},
+		{"png", required_argument, 0, 'p'},  {"cpus", required_argument, 0, 'c'},
+		{"only", required_argument, 0, 'o'}, {"paths", required_argument, 0, 'P'},
+		{"help", no_argument, 0, 'h'},       {0, 0, 0, 0},
 	};
 	memset(&bo, 0, sizeof(bo));
 	bo.cpu[0] = -1;
 	int o;
-	while ((o = getopt_long(argc, argv, "qj:p:c:o:h", lo, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "qj:p:c:o:P:h", lo, NULL)) != -1) {
 		switch (o) {
 		case 'q':
 			bo.quick = true;
@@ -58,6 +59,9 @@ int cmd_bench(int argc, char **argv)
 			break;
 		case 'o':
 			bo.only = optarg;
+			break;
+		case 'P':
+			bo.paths = optarg;
 			break;
 		case 'h':
 			return usage(0);

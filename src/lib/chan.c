@@ -174,9 +174,15 @@ static void chan_peer_gone(struct zl_chan *ch)
 
 static struct zl_region *preg_find(struct zl_chan *ch, uint64_t id)
 {
-	for (unsigned i = 0; i < ch->npregs; i++)
-		if (ch->pregs[i].id == id)
+	unsigned h = ch->preg_hint;
+	if (h < ch->npregs && ch->pregs[h].id == id)
+		return ch->pregs[h].r;
+	for (unsigned i = 0; i < ch->npregs; i++) {
+		if (ch->pregs[i].id == id) {
+			ch->preg_hint = i;
 			return ch->pregs[i].r;
+		}
+	}
 	return NULL;
 }
 
@@ -847,9 +853,14 @@ ZL_EXPORT int zl_chan_send(struct zl_chan *ch, const void *buf, size_t len, unsi
  * first time a buffer of r goes out on this channel. */
 static int region_offer(struct zl_chan *ch, struct zl_region *r)
 {
-	for (unsigned i = 0; i < ch->nsent; i++)
-		if (ch->sent[i] == r->id)
+	if (r->id == ch->sent_last && ch->nsent)
+		return 0;
+	for (unsigned i = 0; i < ch->nsent; i++) {
+		if (ch->sent[i] == r->id) {
+			ch->sent_last = r->id;
 			return 0;
+		}
+	}
 	if (ch->nsent == ch->capsent) {
 		unsigned cap = ch->capsent ? ch->capsent * 2 : 4;
 		void *p = realloc(ch->sent, cap * sizeof(*ch->sent));
@@ -867,6 +878,7 @@ static int region_offer(struct zl_chan *ch, struct zl_region *r)
 	if (err)
 		return err == -EPIPE || err == -ECONNRESET ? -ECONNRESET : err;
 	ch->sent[ch->nsent++] = r->id;
+	ch->sent_last = r->id;
 	return 0;
 }
 
@@ -977,14 +989,72 @@ ZL_EXPORT int zl_chan_send_bufs(struct zl_chan *ch, const struct zl_buf *bufs, c
 	return send_bufs_impl(ch, bufs, lens, n, flags, true);
 }
 
+/* Room for a run of single-slot descriptor entries, waiting for one:
+ * returns how many (at most n) may be written now, or a negative error. */
+static int desc_room(struct zl_chan *ch, unsigned n, unsigned flags)
+{
+	int err = lend_reserve(ch, 1, flags);
+	if (err)
+		return err;
+	err = tx_wait_free(ch, 1, flags);
+	if (err)
+		return err;
+	uint32_t room = ch->tx_size - (ch->tx_prod - ch->tx_cons_seen);
+	if (room > ch->peer_ret_size - ch->lent)
+		room = ch->peer_ret_size - ch->lent;
+	return (int)(room < n ? room : n);
+}
+
 ZL_EXPORT int zl_chan_send_buf_burst(struct zl_chan *ch, const struct zl_buf *bufs,
 				     const uint32_t *lens, unsigned n, unsigned flags)
 {
 	unsigned k = 0;
 	int err = 0;
-	for (; k < n; k++) {
-		err = send_bufs_impl(ch, &bufs[k], &lens[k], 1, flags, false);
-		if (err < 0)
+	if (ch->mode == ZL_MODE_ISOLATED) {
+		for (; k < n; k++) {
+			err = send_bufs_impl(ch, &bufs[k], &lens[k], 1, flags, false);
+			if (err < 0)
+				break;
+		}
+		if (zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
+			tx_publish(ch);
+		return k ? (int)k : err;
+	}
+	/* Each buffer is a message of one descriptor entry: the checks and
+	 * waits are made once for as many as there is room for. */
+	while (k < n) {
+		/* what is written is published before any wait */
+		if (k && zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
+			tx_publish(ch);
+		int room = desc_room(ch, n - k, flags);
+		if (room < 0) {
+			err = room;
+			break;
+		}
+		uint64_t bytes = 0;
+		unsigned end = k + (unsigned)room;
+		for (; k < end; k++) {
+			const struct zl_buf *b = &bufs[k];
+			if (lens[k] == 0 || lens[k] > b->cap || lens[k] > INT32_MAX || !b->pool) {
+				err = -EINVAL;
+				break;
+			}
+			struct zl_region *r = b->pool->reg;
+			err = region_offer(ch, r);
+			if (err)
+				break;
+			uint32_t id = lend_take(ch);
+			struct zl_lend *l = &ch->lend[id];
+			l->kind = ZL_LEND_POOL;
+			l->pool = b->pool;
+			l->buf_id = b->id;
+			put_desc(ch, id, r->id, (uint64_t)((char *)b->data - (char *)r->base),
+				 lens[k], 0);
+			bytes += lens[k];
+		}
+		ch->me->cnt.tx_msgs += (uint64_t)room - (end - k);
+		ch->me->cnt.tx_bytes += bytes;
+		if (err)
 			break;
 	}
 	if (zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
@@ -1238,11 +1308,17 @@ static void rx_commit(struct zl_chan *ch, struct zl_msg *m, uint32_t end)
 	ch->rx_read = end;
 	m->chan = ch;
 	m->ring_end = ch->held_tail;
-	struct zl_held *h = &ch->held[ch->held_tail & (ch->rx_size - 1)];
-	h->end = end;
-	h->done = !ring_backed;
-	ch->held_tail++;
+	if (ring_backed) {
+		/* its bytes are in the ring: the slots stay until it is released
+		 * (views of pool buffers do not hold the ring) */
+		struct zl_held *h = &ch->held[ch->held_tail & (ch->rx_size - 1)];
+		h->end = end;
+		h->done = 0;
+		ch->held_tail++;
+	}
 	ch->views++;
+	if (!ring_backed)
+		rx_advance(ch);
 	ch->me->cnt.rx_msgs++;
 	ch->me->cnt.rx_bytes += m->len;
 }
@@ -1320,17 +1396,80 @@ ZL_EXPORT int zl_chan_recv_msg(struct zl_chan *ch, struct zl_msg *m, unsigned fl
 	return 1;
 }
 
+/*
+ * Burst fast path: a run of single-slot descriptor entries, each a whole
+ * message of one pool buffer (the shape of a zero-copy stream). Fills up to
+ * n messages and returns how many; stops at anything else, and at anything
+ * wrong, for rx_scan() to deal with (it checks again and reports errors).
+ */
+static unsigned rx_desc_run(struct zl_chan *ch, struct zl_msg *m, unsigned n)
+{
+	if (ch->mode != ZL_MODE_SHARED || ch->err)
+		return 0;
+	uint32_t idx = ch->rx_read, mask = ch->rx_size - 1;
+	uint64_t bytes = 0;
+	unsigned k = 0;
+	while (k < n) {
+		uint32_t pos = idx & mask;
+		bool published = (int32_t)(ch->rx_prod_seen - idx) > 0;
+		if (!published && (!ch->rx_known[pos] || idx - ch->rx_cons >= ch->rx_size))
+			break;
+		const struct zl_abi_slot *s = &ch->rx_slots[pos];
+		/* A_slot (or A_prod, done when rx_prod_seen was read) */
+		uint64_t w = zl_load_acquire(&s->hdr);
+		uint32_t len = (uint32_t)(w >> 32);
+		/* kind, flags (lap bit of this lap, no MORE) and nslots at once */
+		if ((uint32_t)w !=
+			    (uint32_t)hdr_word(ZL_SLOT_DESC, lap_bit(idx, ch->rx_size), 1, 0) ||
+		    len == 0)
+			break;
+		uint32_t lend;
+		uint64_t region, off;
+		memcpy(&lend, &s->u.desc.lend, 4);
+		memcpy(&region, &s->u.desc.region, 8);
+		memcpy(&off, &s->u.desc.offset, 8);
+		struct zl_region *r = preg_find(ch, region);
+		if (!r || off > r->size || len > r->size - off)
+			break;
+		ch->rx_known[pos] = 1;
+		struct zl_msg *x = &m[k++];
+		x->len = len;
+		x->nsegs = 1;
+		x->seg[0].base = (const char *)r->base + off;
+		x->seg[0].len = len;
+		x->seg[0].ref = lend;
+		x->chan = ch;
+		bytes += len;
+		idx++;
+	}
+	if (k) {
+		ch->rx_read = idx;
+		ch->views += k;
+		ch->me->cnt.rx_msgs += k;
+		ch->me->cnt.rx_bytes += bytes;
+		rx_advance(ch); /* the buffers are described, the slots are free */
+	}
+	return k;
+}
+
 ZL_EXPORT int zl_chan_recv_burst(struct zl_chan *ch, struct zl_msg *m, unsigned n, unsigned flags)
 {
 	if (n == 0)
 		return -EINVAL;
-	int r = zl_chan_recv_msg(ch, &m[0], flags);
-	if (r <= 0)
-		return r;
-	unsigned k = 1;
+	unsigned k = rx_desc_run(ch, m, n);
+	if (k == 0) {
+		int r = zl_chan_recv_msg(ch, &m[0], flags);
+		if (r <= 0)
+			return r;
+		k = 1;
+	}
 	while (k < n) {
+		unsigned f = rx_desc_run(ch, m + k, n - k);
+		k += f;
+		if (k == n)
+			break;
 		uint32_t end, big;
-		r = rx_scan(ch, &m[k], &end, &big);
+		int r = rx_scan(ch, &m[k], &end, &big);
 		if (r <= 0 || big)
 			break;
 		rx_commit(ch, &m[k], end);
@@ -1384,7 +1523,16 @@ ZL_EXPORT void zl_msg_release_burst(struct zl_msg *m, unsigned n)
 {
 	struct zl_chan *pend = NULL;
 	for (unsigned i = 0; i < n; i++) {
-		struct zl_chan *ch = release_impl(&m[i]);
+		struct zl_chan *ch = m[i].chan;
+		if (ch && m[i].nsegs == 1 && m[i].seg[0].ref != REF_INLINE && !ch->app_closed) {
+			/* one pool buffer: hand it back; the ring holds nothing of
+			 * it, so there is no slot to free */
+			m[i].chan = NULL;
+			ret_push(ch, m[i].seg[0].ref);
+			ch->views--;
+		} else {
+			ch = release_impl(&m[i]);
+		}
 		if (ch && ch != pend) {
 			if (pend)
 				ret_publish(pend);
@@ -1647,15 +1795,93 @@ ZL_EXPORT int zl_chan_forward(struct zl_chan *out, struct zl_msg *m, unsigned fl
 	return forward_impl(out, m, flags, true);
 }
 
+/* A message of one pool buffer, received on another channel than out: it
+ * goes on as one descriptor entry (the burst fast path). */
+static bool fwd_plain(const struct zl_chan *out, const struct zl_msg *m)
+{
+	return m->chan && m->chan != out && m->nsegs == 1 && m->seg[0].ref != REF_INLINE;
+}
+
+/* The region of in's peer that p lies in, or NULL. */
+static struct zl_region *preg_of(struct zl_chan *in, const void *p)
+{
+	const char *c = p;
+	unsigned h = in->preg_hint;
+	if (h < in->npregs) {
+		struct zl_region *r = in->pregs[h].r;
+		if (c >= (const char *)r->base && c < (const char *)r->base + r->size)
+			return r;
+	}
+	for (unsigned i = 0; i < in->npregs; i++) {
+		struct zl_region *r = in->pregs[i].r;
+		if (c >= (const char *)r->base && c < (const char *)r->base + r->size) {
+			in->preg_hint = i;
+			return r;
+		}
+	}
+	return NULL;
+}
+
 ZL_EXPORT int zl_chan_forward_burst(struct zl_chan *out, struct zl_msg *m, unsigned n,
 				    unsigned flags)
 {
 	unsigned k = 0;
 	int err = 0;
-	for (; k < n; k++) {
-		err = forward_impl(out, &m[k], flags, false);
-		if (err < 0)
+	while (k < n) {
+		struct zl_chan *in = m[k].chan;
+		if (out->mode == ZL_MODE_ISOLATED || !fwd_plain(out, &m[k])) {
+			err = forward_impl(out, &m[k], flags, false);
+			if (err < 0)
+				break;
+			k++;
+			continue;
+		}
+		/* a run of one-buffer messages from `in`: checks and waits once */
+		if (k && zl_read_once(&out->me->tx_prod) != out->tx_prod)
+			tx_publish(out);
+		int room = desc_room(out, n - k, flags);
+		if (room < 0) {
+			err = room;
 			break;
+		}
+		unsigned first = k, end = k + (unsigned)room;
+		uint64_t bytes = 0;
+		for (; k < end; k++) {
+			struct zl_msg *x = &m[k];
+			if (x->chan != in || !fwd_plain(out, x))
+				break;
+			struct zl_region *r = preg_of(in, x->seg[0].base);
+			if (!r || !(r->flags & ZL_REGION_F_FORWARD))
+				break; /* forward_impl() says what is wrong */
+			err = region_offer(out, r);
+			if (err)
+				break;
+			uint32_t id = lend_take(out);
+			struct zl_lend *l = &out->lend[id];
+			l->kind = ZL_LEND_FWD;
+			l->in = in;
+			l->in_ref = x->seg[0].ref;
+			put_desc(out, id, r->id,
+				 (uint64_t)((const char *)x->seg[0].base - (const char *)r->base),
+				 x->seg[0].len, 0);
+			bytes += x->len;
+			/* the message's view of `in` now stands for the loan: it
+			 * ends when out's peer returns the buffer (lend_put) */
+			x->chan = NULL;
+		}
+		if (k > first) {
+			chan_link(in, out);
+			out->me->cnt.tx_msgs += k - first;
+			out->me->cnt.tx_bytes += bytes;
+		}
+		if (err)
+			break;
+		if (k == first) {
+			err = forward_impl(out, &m[k], flags, false);
+			if (err < 0)
+				break;
+			k++;
+		}
 	}
 	if (zl_read_once(&out->me->tx_prod) != out->tx_prod)
 		tx_publish(out);

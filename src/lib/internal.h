@@ -145,6 +145,8 @@ struct zl_chan {
 	unsigned npregs, cappregs;
 	uint64_t *sent;
 	unsigned nsent, capsent;
+	uint64_t sent_last; /* region id offered last: no search for it */
+	unsigned preg_hint; /* pregs[] entry that resolved the last descriptor */
 
 	/* Channels this one forwarded buffers to (down) and from (up). A
 	 * receiver waiting here also collects the returns of its down channels,
