@@ -478,8 +478,13 @@ static int stream_sender(void *p)
 		}
 	}
 out:
-	ep_close(&ep);
+	if (ep.kind == K_ZL) {
+		/* channel, pool, context: in this order (see zl_ctx_close) */
+		zl_chan_close(ep.ch);
+		ep.ch = NULL;
+	}
 	zl_pool_destroy(pool);
+	ep_close(&ep);
 	free(buf);
 	return 0;
 }

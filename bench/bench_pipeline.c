@@ -66,17 +66,20 @@ static int producer(void *p)
 		struct zl_buf b[16];
 		uint32_t lens[16];
 		while (!zl_read_once(&a->ctl->stop)) {
-			unsigned n = 0;
-			while (n < 16 && zl_buf_alloc(pool, a->rec, &b[n]) == 0) {
-				memcpy(b[n].data, &seq, sizeof(seq));
-				lens[n++] = (uint32_t)a->rec;
-				seq++;
-			}
-			if (n == 0) {
+			int got = zl_buf_alloc_burst(pool, a->rec, b, 16);
+			if (got == -ENOBUFS) {
 				/* the pool is dry: wait for buffers to come home */
 				if (zl_chan_wait_returns(ep.ch) < 0)
 					break;
 				continue;
+			}
+			if (got < 0)
+				break;
+			unsigned n = (unsigned)got;
+			for (unsigned i = 0; i < n; i++) {
+				memcpy(b[i].data, &seq, sizeof(seq));
+				lens[i] = (uint32_t)a->rec;
+				seq++;
 			}
 			int r = zl_chan_send_buf_burst(ep.ch, b, lens, n, 0);
 			if (r < 0)
@@ -84,8 +87,12 @@ static int producer(void *p)
 			for (unsigned i = (unsigned)r; i < n; i++)
 				zl_buf_free(&b[i]);
 		}
-		ep_close(&ep);
+		/* the channel gives back what it holds of the pool, the pool
+		 * goes, then the context (in this order: see zl_ctx_close) */
+		zl_chan_close(ep.ch);
+		ep.ch = NULL;
 		zl_pool_destroy(pool);
+		ep_close(&ep);
 		return 0;
 	}
 	char *buf = calloc(1, a->rec);

@@ -79,6 +79,15 @@ void zl_pool_destroy(struct zl_pool *pool);
 int zl_buf_alloc(struct zl_pool *pool, size_t size, struct zl_buf *out);
 
 /**
+ * zl_buf_alloc_burst() - take up to n buffers of at least size bytes each,
+ * as zl_buf_alloc() would one by one, at a fraction of the cost.
+ * Return: buffers taken into out[0..r-1] (> 0, fewer than n when the
+ * fitting classes run dry); -EINVAL n == 0; -EMSGSIZE, -ENOBUFS as
+ * zl_buf_alloc(). Never blocks. Thread safety: the pool's owner thread only.
+ */
+int zl_buf_alloc_burst(struct zl_pool *pool, size_t size, struct zl_buf *out, unsigned n);
+
+/**
  * zl_buf_free() - give an unsent buffer back. Thread safety: any thread
  * (lock-free).
  */

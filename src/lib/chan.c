@@ -172,11 +172,8 @@ static void chan_peer_gone(struct zl_chan *ch)
 /* ------------------------------------------------------------------ */
 /* control socket: regions from the peer, hang-up                       */
 
-static struct zl_region *preg_find(struct zl_chan *ch, uint64_t id)
+static struct zl_region *preg_find_slow(struct zl_chan *ch, uint64_t id)
 {
-	unsigned h = ch->preg_hint;
-	if (h < ch->npregs && ch->pregs[h].id == id)
-		return ch->pregs[h].r;
 	for (unsigned i = 0; i < ch->npregs; i++) {
 		if (ch->pregs[i].id == id) {
 			ch->preg_hint = i;
@@ -184,6 +181,14 @@ static struct zl_region *preg_find(struct zl_chan *ch, uint64_t id)
 		}
 	}
 	return NULL;
+}
+
+static inline struct zl_region *preg_find(struct zl_chan *ch, uint64_t id)
+{
+	unsigned h = ch->preg_hint;
+	if (ZL_LIKELY(h < ch->npregs && ch->pregs[h].id == id))
+		return ch->pregs[h].r;
+	return preg_find_slow(ch, id);
 }
 
 static int ctl_handle(struct zl_chan *ch, const char *buf, ssize_t n, int *fds, int nfds)
@@ -527,7 +532,8 @@ static void batch_flush(struct reap_batch *b)
 	b->nin = 0;
 }
 
-static void lend_put(struct zl_chan *ch, uint32_t id, struct reap_batch *b)
+static inline __attribute__((always_inline)) void lend_put(struct zl_chan *ch, uint32_t id,
+							   struct reap_batch *b)
 {
 	struct zl_lend *l = &ch->lend[id];
 	if (l->kind == ZL_LEND_POOL) {
@@ -545,9 +551,10 @@ static void lend_put(struct zl_chan *ch, uint32_t id, struct reap_batch *b)
 	} else if (l->kind == ZL_LEND_FWD) {
 		struct zl_chan *in = l->in;
 		ret_push(in, l->in_ref);
-		unsigned k = 0;
-		while (k < b->nin && b->in[k] != in)
-			k++;
+		unsigned k = b->nin ? b->nin - 1 : 0; /* most often the last one */
+		if (k < b->nin && b->in[k] != in)
+			for (k = 0; k < b->nin && b->in[k] != in; k++)
+				;
 		if (k == b->nin) {
 			if (k == ZL_ARRAY_SIZE(b->in)) {
 				batch_flush(b);
@@ -851,10 +858,8 @@ ZL_EXPORT int zl_chan_send(struct zl_chan *ch, const void *buf, size_t len, unsi
 
 /* Make sure the peer maps region r: hand it over the control socket the
  * first time a buffer of r goes out on this channel. */
-static int region_offer(struct zl_chan *ch, struct zl_region *r)
+static int region_offer_slow(struct zl_chan *ch, struct zl_region *r)
 {
-	if (r->id == ch->sent_last && ch->nsent)
-		return 0;
 	for (unsigned i = 0; i < ch->nsent; i++) {
 		if (ch->sent[i] == r->id) {
 			ch->sent_last = r->id;
@@ -880,6 +885,13 @@ static int region_offer(struct zl_chan *ch, struct zl_region *r)
 	ch->sent[ch->nsent++] = r->id;
 	ch->sent_last = r->id;
 	return 0;
+}
+
+static inline int region_offer(struct zl_chan *ch, struct zl_region *r)
+{
+	if (ZL_LIKELY(r->id == ch->sent_last && ch->nsent))
+		return 0;
+	return region_offer_slow(ch, r);
 }
 
 /* Wait for n free lend entries. */

@@ -137,6 +137,32 @@ ZL_EXPORT int zl_buf_alloc(struct zl_pool *p, size_t size, struct zl_buf *out)
 	return size > p->cls[p->ncls - 1].size ? -EMSGSIZE : -ENOBUFS;
 }
 
+ZL_EXPORT int zl_buf_alloc_burst(struct zl_pool *p, size_t size, struct zl_buf *out, unsigned n)
+{
+	if (n == 0)
+		return -EINVAL;
+	unsigned k = 0;
+	for (unsigned i = 0; i < p->ncls && k < n; i++) {
+		struct zl_pool_cls *c = &p->cls[i];
+		if (size > c->size)
+			continue;
+		if (c->nfree < n - k)
+			pool_collect(c);
+		char *base = (char *)p->reg->base + c->off;
+		while (k < n && c->nfree) {
+			uint32_t idx = c->stack[--c->nfree];
+			out[k].data = base + (uint64_t)idx * c->size;
+			out[k].cap = c->size;
+			out[k].id = (i << 24) | idx;
+			out[k].pool = p;
+			k++;
+		}
+	}
+	if (k)
+		return (int)k;
+	return size > p->cls[p->ncls - 1].size ? -EMSGSIZE : -ENOBUFS;
+}
+
 void zl__pool_return(struct zl_pool *p, uint32_t id)
 {
 	unsigned ci = id >> 24;

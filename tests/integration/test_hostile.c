@@ -22,9 +22,12 @@ int main(void)
 	struct zl_pool *pool;
 	CHECK_EQ(zl_pool_create(ctx, NULL, &pool), 0);
 
-	static const char *kinds[] = {"badkind",   "jump",      "badlen", "badregion",
-				      "badreturn", "badinline", "badpad"};
-	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+	static const char *kinds[] = {"badkind",   "jump",   "badlen", "badregion", "badreturn",
+				      "badinline", "badpad", "badlen", "badregion"};
+	/* the last two again, received in bursts (the descriptor fast path) */
+	const size_t nburst = 2, nk = sizeof(kinds) / sizeof(kinds[0]);
+	for (size_t k = 0; k < nk; k++) {
+		bool burst = k >= nk - nburst;
 		pid_t hpid = spawn_peer(
 			(char *[]){"peer", "hostile", (char *)bad, (char *)kinds[k], NULL});
 		struct zl_chan *hch;
@@ -37,7 +40,16 @@ int main(void)
 		uint64_t t0 = test_now_ns();
 		char buf[8192];
 		while (test_now_ns() - t0 < 10000000000ull) {
-			r = zl_chan_recv(hch, buf, sizeof(buf), ZL_DONTWAIT);
+			if (burst) {
+				struct zl_msg ms[8];
+				r = zl_chan_recv_burst(hch, ms, 8, ZL_DONTWAIT);
+				if (r > 0) {
+					zl_msg_release_burst(ms, (unsigned)r);
+					continue;
+				}
+			} else {
+				r = zl_chan_recv(hch, buf, sizeof(buf), ZL_DONTWAIT);
+			}
 			if (r == -EAGAIN)
 				r = zl_chan_poll(hch);
 			if (r < 0 && r != -EAGAIN)
@@ -45,7 +57,8 @@ int main(void)
 			usleep(1000);
 		}
 		if (r != -EPROTO)
-			fprintf(stderr, "kind %s: got %d (%s)\n", kinds[k], r, zl_strerror(r));
+			fprintf(stderr, "kind %s%s: got %d (%s)\n", kinds[k],
+				burst ? " (burst)" : "", r, zl_strerror(r));
 		CHECK_EQ(r, -EPROTO);
 		struct zl_chan_info ci;
 		zl_chan_info(hch, &ci);
