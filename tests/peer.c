@@ -152,6 +152,17 @@ static int drain(struct zl_chan *ch)
 	}
 }
 
+/* Receive and keep every view: the sender's loans stay out until we die. */
+static int hold(struct zl_chan *ch)
+{
+	static struct zl_msg m[4096];
+	for (unsigned n = 0; n < sizeof(m) / sizeof(m[0]); n++)
+		if (zl_chan_recv_msg(ch, &m[n], 0) <= 0)
+			return 0;
+	pause();
+	return 0;
+}
+
 /* Write garbage in our own half, as a buggy or malicious peer would. */
 static int hostile(struct zl_chan *ch, const char *kind)
 {
@@ -234,6 +245,8 @@ int main(int argc, char **argv)
 		return blast(dial(svc, ZL_MODE_SHARED));
 	if (!strcmp(role, "drain"))
 		return drain(dial(svc, ZL_MODE_SHARED));
+	if (!strcmp(role, "hold"))
+		return hold(dial(svc, ZL_MODE_SHARED));
 	if (!strcmp(role, "pgas-walk")) {
 		/* receive a linked list built with absolute pointers in the
 		 * sender's buffer and walk it as it is; answer with the sum */

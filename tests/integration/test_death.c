@@ -76,6 +76,35 @@ static void one(struct zl_ctx *ctx, struct zl_listener *lis, const char *svc, in
 	(void)ctx;
 }
 
+/* A zero-copy sender waiting for its buffers while the peer that holds
+ * them dies: the wait ends with ECONNRESET and the buffers are home. */
+static void wait_returns_death(struct zl_listener *lis, const char *svc, struct zl_pool *pool)
+{
+	pid_t pid = spawn_peer((char *[]){"peer", "hold", (char *)svc, NULL});
+	struct zl_chan_opts o = {.spin_ns = 1000};
+	struct zl_chan *ch;
+	CHECK_EQ(zl_accept(lis, &o, &ch, 10000), 0);
+	struct zl_buf b;
+	for (int i = 0; i < 100; i++) {
+		CHECK_EQ(zl_buf_alloc(pool, 64, &b), 0);
+		CHECK_EQ(zl_chan_send_buf(ch, &b, 64, 0), 64);
+	}
+	struct killer k = {pid, 50, 0};
+	pthread_t t;
+	pthread_create(&t, NULL, kill_later, &k);
+	CHECK_EQ(zl_chan_wait_returns(ch), -ECONNRESET);
+	uint64_t seen = test_now_ns();
+	pthread_join(t, NULL);
+	double ms = (double)(seen - k.at) / 1e6;
+	fprintf(stderr, "death seen after %.2f ms (waiting for returns)\n", ms);
+	CHECK(ms < 100.0);
+	wait_status(pid);
+	struct zl_chan_info ci;
+	zl_chan_info(ch, &ci);
+	CHECK_EQ(ci.lent, 0);
+	zl_chan_close(ch);
+}
+
 int main(void)
 {
 	struct zl_ctx *ctx = test_ctx("test_death");
@@ -86,6 +115,7 @@ int main(void)
 	CHECK_EQ(zl_listen(ctx, svc, NULL, &lis), 0);
 	for (int how = 0; how < 3; how++)
 		one(ctx, lis, svc, how, pool);
+	wait_returns_death(lis, svc, pool);
 	struct zl_pool_stats st;
 	zl_pool_stats(pool, &st);
 	CHECK_EQ(st.cls[0].free, st.cls[0].count);
