@@ -206,6 +206,9 @@ static int hostile(struct zl_chan *ch, const char *kind)
 		adv = 0;
 	} else if (!strcmp(kind, "badinline")) {
 		s->len = 500; /* would need 9 slots, claims 1 */
+	} else if (!strcmp(kind, "partial")) {
+		/* the first entry of a two-entry message, and never the second */
+		s->flags = ZL_SLOT_F_MORE;
 	} else if (!strcmp(kind, "badpad")) {
 		s->kind = ZL_SLOT_PAD;
 		s->nslots = 3; /* a pad must run to the end of the ring */

@@ -264,6 +264,16 @@ static bool rx_lap_ready(const struct zl_chan *ch, uint32_t idx)
 	return (h.flags & ZL_SLOT_F_LAP) == lap_bit(idx, ch->rx_size);
 }
 
+/* The first entry a waiting receiver lacks: rx_read, or further on when
+ * the start of a message has arrived and its rest has not (the producer
+ * publishes a message's entries one by one to a consumer that watches
+ * slots). */
+static uint32_t rx_wait_index(const struct zl_chan *ch)
+{
+	uint32_t d = ch->rx_wait - ch->rx_read;
+	return d > 0 && d < ch->rx_size ? ch->rx_wait : ch->rx_read;
+}
+
 /* ------------------------------------------------------------------ */
 /* notification                                                        */
 
@@ -308,17 +318,18 @@ static bool wait_ready(struct zl_chan *ch, unsigned what, uint32_t cons0, uint32
 			if (zl_read_once(&ch->down[i]->peer->ret_prod) !=
 			    ch->down[i]->peer_ret_cons)
 				return true;
-		/* The slot when it can be watched: the producer index is
-		 * then left alone in the producer's cache. */
-		uint32_t pos = ch->rx_read & (ch->rx_size - 1);
+		/* The entry we lack (see rx_wait_index): its slot when it can
+		 * be watched, so that the producer index stays in the
+		 * producer's cache. */
+		uint32_t idx = rx_wait_index(ch), pos = idx & (ch->rx_size - 1);
 		if (ch->rx_known[pos]) {
 			/* Touch the next slot as well: when the message takes
 			 * two slots, the producer writes that one first, and its
 			 * line is then on its way here while we watch the first. */
 			(void)zl_read_once(&ch->rx_slots[(pos + 1) & (ch->rx_size - 1)].hdr);
-			return rx_lap_ready(ch, ch->rx_read);
+			return rx_lap_ready(ch, idx);
 		}
-		return (int32_t)(zl_read_once(&ch->peer->tx_prod) - ch->rx_read) > 0;
+		return (int32_t)(zl_read_once(&ch->peer->tx_prod) - idx) > 0;
 	}
 	return zl_read_once(&ch->peer->rx_cons) != cons0 ||
 	       zl_read_once(&ch->peer->ret_prod) != ret0;
@@ -1218,6 +1229,7 @@ static int rx_scan(struct zl_chan *ch, struct zl_msg *m, uint32_t *endp, uint32_
 			end = ch->rx_prod_seen;
 			continue;
 		} else if (idx == ch->rx_read) {
+			ch->rx_wait = idx;
 			return 0; /* nothing yet */
 		} else {
 			/* incomplete message: only a message larger than the lane
@@ -1225,6 +1237,9 @@ static int rx_scan(struct zl_chan *ch, struct zl_msg *m, uint32_t *endp, uint32_
 			if (idx - ch->rx_freed >= ch->rx_size)
 				return -EMSGSIZE;
 			rx_flush(ch);
+			/* a waiter watches where the message goes on, not its
+			 * start, which has arrived already */
+			ch->rx_wait = idx;
 			return 0;
 		}
 		struct entry e;
@@ -1572,6 +1587,7 @@ static int recv_big(struct zl_chan *ch, char *dst, uint32_t total)
 				return chan_break(ch, -EPROTO); /* truncated message */
 			rx_advance(ch);
 			rx_flush(ch);
+			ch->rx_wait = ch->rx_read;
 			chan_wait(ch, ZL_SLEEP_RX);
 			continue;
 		}
@@ -1920,8 +1936,8 @@ ZL_EXPORT int zl_chan_arm(struct zl_chan *ch)
 	else
 		zl_fence();
 	if (ch->state != ZL_CHAN_OPEN || zl_read_once(&ch->peer->state) != ZL_HALF_OPEN ||
-	    (int32_t)(zl_read_once(&ch->peer->tx_prod) - ch->rx_read) > 0 ||
-	    rx_lap_ready(ch, ch->rx_read) ||
+	    (int32_t)(zl_read_once(&ch->peer->tx_prod) - rx_wait_index(ch)) > 0 ||
+	    rx_lap_ready(ch, rx_wait_index(ch)) ||
 	    zl_read_once(&ch->peer->ret_prod) != ch->peer_ret_cons ||
 	    zl_read_once(&ch->peer->rx_cons) != ch->tx_cons_seen) {
 		zl_write_once(&ch->me->sleep, 0);

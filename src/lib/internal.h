@@ -122,6 +122,7 @@ struct zl_chan {
 	uint32_t rx_cons;      /* published consumer index */
 	uint32_t rx_freed;     /* freed locally; published lazily (rx_flush) */
 	uint32_t rx_prod_seen; /* last validated peer->tx_prod */
+	uint32_t rx_wait;      /* where the last scan stopped (rx_wait_index) */
 	/* rx_known[pos]: the slot held an entry header in the lap we read last,
 	 * so its lap bit alone tells whether the next lap's entry is there */
 	uint8_t *rx_known;

@@ -7,6 +7,8 @@
  * -EPROTO, does not crash or hang, gets its buffers back, and keeps serving
  * a well-behaved peer on another channel throughout.
  */
+#include <sys/prctl.h>
+
 #include "../zltest.h"
 
 int main(void)
@@ -74,6 +76,38 @@ int main(void)
 		kill(hpid, SIGKILL);
 		wait_status(hpid);
 	}
+	/* A peer that publishes the start of a message and never its rest
+	 * breaks no rule, but must not make the receiver spin: a blocked
+	 * receive sleeps (here it uses under 10% of a core over 300 ms). */
+	{
+		pid_t hpid = spawn_peer(
+			(char *[]){"peer", "hostile", (char *)bad, (char *)"partial", NULL});
+		struct zl_chan *hch;
+		CHECK_EQ(zl_accept(lb, NULL, &hch, 10000), 0);
+		CHECK_EQ(zl_chan_send(hch, "go", 2, 0), 2); /* the peer acts once it has it */
+		pid_t rpid = fork();
+		if (rpid == 0) {
+			/* dies with the test, should a check fail while it spins */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			char buf[64];
+			zl_chan_recv(hch, buf, sizeof(buf), 0); /* blocks until killed */
+			_exit(0);
+		}
+		usleep(50000);
+		uint64_t c0 = test_cpu_ns(rpid);
+		usleep(300000);
+		uint64_t c1 = test_cpu_ns(rpid);
+		fprintf(stderr,
+			"receiver waiting for the rest of a message: %.1f ms of CPU in 300 ms\n",
+			(double)(c1 - c0) / 1e6);
+		CHECK(c1 - c0 < 30000000ull);
+		kill(rpid, SIGKILL);
+		wait_status(rpid);
+		zl_chan_close(hch);
+		kill(hpid, SIGKILL);
+		wait_status(hpid);
+	}
+
 	struct zl_pool_stats st;
 	zl_pool_stats(pool, &st);
 	CHECK_EQ(st.cls[0].free, st.cls[0].count);
