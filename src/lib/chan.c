@@ -352,9 +352,11 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 			return 0;
 	}
 	/* Returns already published count as seen: the baseline below is
-	 * how far we reaped. */
-	if (what & ZL_SLEEP_TX)
-		chan_reap(ch);
+	 * how far we reaped. Returns collected here are progress the caller
+	 * has not seen (they may be the last to come: waiting for more would
+	 * never end), so it looks again first. */
+	if ((what & ZL_SLEEP_TX) && chan_reap(ch) > 0)
+		return 0;
 	/* Compare with what the caller decided on, not with a fresh reading:
 	 * a consumer index published between the caller's look and ours would
 	 * otherwise go unnoticed (and its kick, sent before our flag was up,
