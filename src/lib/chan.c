@@ -684,6 +684,13 @@ static void tx_publish(struct zl_chan *ch)
 	kick_peer(ch, ZL_SLEEP_RX);
 }
 
+/* Publish entries written since the last tx_publish(), if any. */
+static void tx_flush(struct zl_chan *ch)
+{
+	if (zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
+		tx_publish(ch);
+}
+
 /* Wait until `need` slots are free (entries that need no contiguity, or a
  * worst case computed by the caller). */
 static int tx_wait_free(struct zl_chan *ch, uint32_t need, unsigned flags)
@@ -701,8 +708,7 @@ static int tx_wait_free(struct zl_chan *ch, uint32_t need, unsigned flags)
 			ch->me->cnt.drops++;
 			return -EAGAIN;
 		}
-		if (zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
-			tx_publish(ch);
+		tx_flush(ch);
 		chan_wait(ch, ZL_SLEEP_TX);
 	}
 }
@@ -1041,23 +1047,21 @@ ZL_EXPORT int zl_chan_send_buf_burst(struct zl_chan *ch, const struct zl_buf *bu
 			if (err < 0)
 				break;
 		}
-		if (zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
-			tx_publish(ch);
+		tx_flush(ch);
 		return k ? (int)k : err;
 	}
 	/* Each buffer is a message of one descriptor entry: the checks and
 	 * waits are made once for as many as there is room for. */
 	while (k < n) {
-		/* what is written is published before any wait */
-		if (k && zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
-			tx_publish(ch);
+		if (k)
+			tx_flush(ch); /* what is written is published before any wait */
 		int room = desc_room(ch, n - k, flags);
 		if (room < 0) {
 			err = room;
 			break;
 		}
 		uint64_t bytes = 0;
-		unsigned end = k + (unsigned)room;
+		unsigned first = k, end = k + (unsigned)room;
 		for (; k < end; k++) {
 			const struct zl_buf *b = &bufs[k];
 			if (lens[k] == 0 || lens[k] > b->cap || lens[k] > INT32_MAX || !b->pool) {
@@ -1077,13 +1081,12 @@ ZL_EXPORT int zl_chan_send_buf_burst(struct zl_chan *ch, const struct zl_buf *bu
 				 lens[k], 0);
 			bytes += lens[k];
 		}
-		ch->me->cnt.tx_msgs += (uint64_t)room - (end - k);
+		ch->me->cnt.tx_msgs += k - first;
 		ch->me->cnt.tx_bytes += bytes;
 		if (err)
 			break;
 	}
-	if (zl_read_once(&ch->me->tx_prod) != ch->tx_prod)
-		tx_publish(ch);
+	tx_flush(ch);
 	return k ? (int)k : err;
 }
 
@@ -1514,12 +1517,23 @@ static void chan_maybe_free(struct zl_chan *ch)
 }
 
 /* End a view; returns the channel whose return ring needs publishing. */
-static struct zl_chan *release_impl(struct zl_msg *m)
+static inline __attribute__((always_inline)) struct zl_chan *release_impl(struct zl_msg *m)
 {
 	struct zl_chan *ch = m->chan;
 	if (!ch)
 		return NULL;
 	m->chan = NULL;
+	ch->views--;
+	if (ZL_UNLIKELY(ch->app_closed)) {
+		chan_maybe_free(
+			ch); /* nothing to return or publish: the ring is not read any more */
+		return NULL;
+	}
+	/* the common case: one pool buffer, whose slots rx_commit freed */
+	if (ZL_LIKELY(m->nsegs == 1 && m->seg[0].ref != REF_INLINE)) {
+		ret_push(ch, m->seg[0].ref);
+		return ch;
+	}
 	bool ring_backed = false, rets = false;
 	for (unsigned i = 0; i < m->nsegs; i++) {
 		if (m->seg[i].ref == REF_INLINE) {
@@ -1529,14 +1543,10 @@ static struct zl_chan *release_impl(struct zl_msg *m)
 			rets = true;
 		}
 	}
-	if (ring_backed)
+	/* ring-backed views hold their slots until released */
+	if (ring_backed) {
 		ch->held[m->ring_end & (ch->rx_size - 1)].done = 1;
-	if (!ch->app_closed)
 		rx_advance(ch);
-	ch->views--;
-	if (ch->app_closed) {
-		chan_maybe_free(ch); /* nothing to publish: the ring is not read any more */
-		return NULL;
 	}
 	return rets ? ch : NULL;
 }
@@ -1552,16 +1562,7 @@ ZL_EXPORT void zl_msg_release_burst(struct zl_msg *m, unsigned n)
 {
 	struct zl_chan *pend = NULL;
 	for (unsigned i = 0; i < n; i++) {
-		struct zl_chan *ch = m[i].chan;
-		if (ch && m[i].nsegs == 1 && m[i].seg[0].ref != REF_INLINE && !ch->app_closed) {
-			/* one pool buffer: hand it back; the ring holds nothing of
-			 * it, so there is no slot to free */
-			m[i].chan = NULL;
-			ret_push(ch, m[i].seg[0].ref);
-			ch->views--;
-		} else {
-			ch = release_impl(&m[i]);
-		}
+		struct zl_chan *ch = release_impl(&m[i]);
 		if (ch && ch != pend) {
 			if (pend)
 				ret_publish(pend);
@@ -1723,6 +1724,26 @@ ZL_EXPORT int zl_chan_peek_len(struct zl_chan *ch, unsigned flags)
 	return (int)m.len;
 }
 
+/* The region of in's peer that p lies in, or NULL. */
+static struct zl_region *preg_of(struct zl_chan *in, const void *p)
+{
+	const char *c = p;
+	unsigned h = in->preg_hint;
+	if (h < in->npregs) {
+		struct zl_region *r = in->pregs[h].r;
+		if (c >= (const char *)r->base && c < (const char *)r->base + r->size)
+			return r;
+	}
+	for (unsigned i = 0; i < in->npregs; i++) {
+		struct zl_region *r = in->pregs[i].r;
+		if (c >= (const char *)r->base && c < (const char *)r->base + r->size) {
+			in->preg_hint = i;
+			return r;
+		}
+	}
+	return NULL;
+}
+
 static int forward_impl(struct zl_chan *out, struct zl_msg *m, unsigned flags, bool publish)
 {
 	struct zl_chan *in = m->chan;
@@ -1752,14 +1773,7 @@ static int forward_impl(struct zl_chan *out, struct zl_msg *m, unsigned flags, b
 			continue;
 		}
 		slots++;
-		/* find the region this view lies in */
-		struct zl_region *r = NULL;
-		for (unsigned k = 0; k < in->npregs && !r; k++) {
-			struct zl_region *c = in->pregs[k].r;
-			if ((const char *)m->seg[i].base >= (const char *)c->base &&
-			    (const char *)m->seg[i].base < (const char *)c->base + c->size)
-				r = c;
-		}
+		struct zl_region *r = preg_of(in, m->seg[i].base);
 		if (!r)
 			return -EINVAL;
 		if (!(r->flags & ZL_REGION_F_FORWARD))
@@ -1832,26 +1846,6 @@ static bool fwd_plain(const struct zl_chan *out, const struct zl_msg *m)
 	return m->chan && m->chan != out && m->nsegs == 1 && m->seg[0].ref != REF_INLINE;
 }
 
-/* The region of in's peer that p lies in, or NULL. */
-static struct zl_region *preg_of(struct zl_chan *in, const void *p)
-{
-	const char *c = p;
-	unsigned h = in->preg_hint;
-	if (h < in->npregs) {
-		struct zl_region *r = in->pregs[h].r;
-		if (c >= (const char *)r->base && c < (const char *)r->base + r->size)
-			return r;
-	}
-	for (unsigned i = 0; i < in->npregs; i++) {
-		struct zl_region *r = in->pregs[i].r;
-		if (c >= (const char *)r->base && c < (const char *)r->base + r->size) {
-			in->preg_hint = i;
-			return r;
-		}
-	}
-	return NULL;
-}
-
 ZL_EXPORT int zl_chan_forward_burst(struct zl_chan *out, struct zl_msg *m, unsigned n,
 				    unsigned flags)
 {
@@ -1867,8 +1861,8 @@ ZL_EXPORT int zl_chan_forward_burst(struct zl_chan *out, struct zl_msg *m, unsig
 			continue;
 		}
 		/* a run of one-buffer messages from `in`: checks and waits once */
-		if (k && zl_read_once(&out->me->tx_prod) != out->tx_prod)
-			tx_publish(out);
+		if (k)
+			tx_flush(out);
 		int room = desc_room(out, n - k, flags);
 		if (room < 0) {
 			err = room;
@@ -1913,8 +1907,7 @@ ZL_EXPORT int zl_chan_forward_burst(struct zl_chan *out, struct zl_msg *m, unsig
 			k++;
 		}
 	}
-	if (zl_read_once(&out->me->tx_prod) != out->tx_prod)
-		tx_publish(out);
+	tx_flush(out);
 	return k ? (int)k : err;
 }
 

@@ -117,26 +117,6 @@ static void pool_collect(struct zl_pool_cls *c)
 	}
 }
 
-ZL_EXPORT int zl_buf_alloc(struct zl_pool *p, size_t size, struct zl_buf *out)
-{
-	for (unsigned i = 0; i < p->ncls; i++) {
-		struct zl_pool_cls *c = &p->cls[i];
-		if (size > c->size)
-			continue;
-		if (c->nfree == 0)
-			pool_collect(c);
-		if (c->nfree == 0)
-			continue; /* try the next larger class */
-		uint32_t idx = c->stack[--c->nfree];
-		out->data = (char *)p->reg->base + c->off + (uint64_t)idx * c->size;
-		out->cap = c->size;
-		out->id = (i << 24) | idx;
-		out->pool = p;
-		return 0;
-	}
-	return size > p->cls[p->ncls - 1].size ? -EMSGSIZE : -ENOBUFS;
-}
-
 ZL_EXPORT int zl_buf_alloc_burst(struct zl_pool *p, size_t size, struct zl_buf *out, unsigned n)
 {
 	if (n == 0)
@@ -161,6 +141,12 @@ ZL_EXPORT int zl_buf_alloc_burst(struct zl_pool *p, size_t size, struct zl_buf *
 	if (k)
 		return (int)k;
 	return size > p->cls[p->ncls - 1].size ? -EMSGSIZE : -ENOBUFS;
+}
+
+ZL_EXPORT int zl_buf_alloc(struct zl_pool *p, size_t size, struct zl_buf *out)
+{
+	int r = zl_buf_alloc_burst(p, size, out, 1);
+	return r > 0 ? 0 : r;
 }
 
 void zl__pool_return(struct zl_pool *p, uint32_t id)
