@@ -65,7 +65,10 @@ int zl_ctx_open(struct zl_ctx **out, const struct zl_ctx_opts *opts);
 
 /**
  * zl_ctx_close() - leave zerolink. Channels, listeners and pools created from
- * the context must be closed first. NULL is accepted.
+ * the context keep it alive and keep working: it is released (its broker
+ * connection closed, its pseudo-global range returned) when the last of them
+ * is closed, or at once when none is open. Call it once per context. NULL is
+ * accepted.
  */
 void zl_ctx_close(struct zl_ctx *ctx);
 

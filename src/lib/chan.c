@@ -2018,6 +2018,7 @@ struct zl_chan *zl__chan_new(struct zl_ctx *ctx, const struct zl_chan_opts *opts
 		return NULL;
 	}
 	ch->ctx = ctx;
+	zl__ctx_get(ctx);
 	ch->id = id;
 	ch->mode = mode;
 	ch->ctl = ctl;
@@ -2207,6 +2208,7 @@ void zl__chan_free(struct zl_chan *ch)
 		close(ch->ep);
 	if (ch->ctl >= 0)
 		close(ch->ctl);
+	zl__ctx_put(ch->ctx);
 	free(ch);
 }
 

@@ -256,6 +256,7 @@ ZL_EXPORT int zl_ctx_open(struct zl_ctx **out, const struct zl_ctx_opts *opts)
 	if (!ctx)
 		return -ENOMEM;
 	pthread_mutex_init(&ctx->lock, NULL);
+	ctx->refs = 1;
 	ctx->bfd = -1;
 	ctx->flags = opts ? opts->flags : 0;
 	const char *name = opts && opts->name ? opts->name : program_invocation_short_name;
@@ -299,15 +300,27 @@ ZL_EXPORT int zl_ctx_open(struct zl_ctx **out, const struct zl_ctx_opts *opts)
 	return 0;
 }
 
-ZL_EXPORT void zl_ctx_close(struct zl_ctx *ctx)
+void zl__ctx_get(struct zl_ctx *ctx)
 {
-	if (!ctx)
+	if (ctx)
+		__atomic_fetch_add(&ctx->refs, 1, __ATOMIC_RELAXED);
+}
+
+void zl__ctx_put(struct zl_ctx *ctx)
+{
+	if (!ctx || __atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	if (ctx->bfd >= 0)
 		close(ctx->bfd);
+	/* after the last region: none is left in the pseudo-global range */
 	zl__pgas_release(ctx);
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx);
+}
+
+ZL_EXPORT void zl_ctx_close(struct zl_ctx *ctx)
+{
+	zl__ctx_put(ctx);
 }
 
 ZL_EXPORT struct zl_domain zl_ctx_domain(const struct zl_ctx *ctx)
@@ -379,6 +392,7 @@ ZL_EXPORT int zl_listen(struct zl_ctx *ctx, const char *service, const struct zl
 		free(l);
 		return err;
 	}
+	zl__ctx_get(ctx);
 	*out = &l->pub;
 	return 0;
 }
@@ -394,6 +408,7 @@ ZL_EXPORT void zl_listener_close(struct zl_listener *lis)
 		return;
 	if (lis->fd >= 0)
 		close(lis->fd);
+	zl__ctx_put(lis->ctx);
 	free((struct zl_listener_full *)lis);
 }
 

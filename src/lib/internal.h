@@ -193,6 +193,10 @@ int zl__half_check(const struct zl_abi_half *h, uint64_t region_size, struct zl_
 
 struct zl_ctx {
 	pthread_mutex_t lock;
+	/* atomic: one for the application (dropped by zl_ctx_close()) and one
+	 * per channel, pool, listener and region made from the context, so
+	 * that it outlives the last of them */
+	uint32_t refs;
 	int bfd;
 	char path[108];
 	char name[ZL_NAME_MAX];
@@ -204,6 +208,10 @@ struct zl_ctx {
 	bool pgas;                 /* reserved the pseudo-global range */
 	uint64_t pgas_next;        /* next free offset in our own window */
 };
+
+/* Context references (see struct zl_ctx); both accept NULL. */
+void zl__ctx_get(struct zl_ctx *ctx);
+void zl__ctx_put(struct zl_ctx *ctx);
 
 /* Pseudo-global placement (region.c). */
 int zl__pgas_reserve(struct zl_ctx *ctx);

@@ -60,10 +60,12 @@ ZL_EXPORT int zl_pool_create(struct zl_ctx *ctx, const struct zl_pool_opts *opts
 	}
 	p->ncls = n;
 	p->ctx = ctx;
+	zl__ctx_get(ctx);
 	uint32_t rflags = (flags & ZL_POOL_FORWARD) ? ZL_REGION_F_FORWARD : 0;
 	int err = zl__region_create_global(ctx, off, rflags, flags & ZL_POOL_HUGETLB, "pool",
 					   &p->reg);
 	if (err) {
+		zl__ctx_put(ctx);
 		free(p);
 		return err;
 	}
@@ -101,6 +103,7 @@ ZL_EXPORT void zl_pool_destroy(struct zl_pool *p)
 		free(p->cls[i].next);
 	}
 	zl__region_put(p->reg);
+	zl__ctx_put(p->ctx);
 	free(p);
 }
 

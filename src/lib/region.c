@@ -81,6 +81,7 @@ int zl__region_create(struct zl_ctx *ctx, uint64_t size, uint32_t flags, bool hu
 	r->flags = flags;
 	r->refs = 1;
 	r->ctx = ctx;
+	zl__ctx_get(ctx);
 	r->dev = st.st_dev;
 	r->ino = st.st_ino;
 	r->owner = ctx ? ctx->domain : 0;
@@ -172,6 +173,7 @@ int zl__region_import(struct zl_ctx *ctx, int fd, uint64_t id, uint64_t size, ui
 	r->gaddr = pgas_in_range(gaddr, size) ? gaddr : 0;
 	r->refs = 1;
 	r->ctx = ctx;
+	zl__ctx_get(ctx);
 	r->dev = st.st_dev;
 	r->ino = st.st_ino;
 	pthread_mutex_lock(&ctx->lock);
@@ -214,6 +216,7 @@ void zl__region_put(struct zl_region *r)
 	else
 		munmap(r->base, r->size);
 	close(r->fd);
+	zl__ctx_put(r->ctx);
 	free(r);
 }
 

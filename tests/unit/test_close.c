@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Half-close, close, EOF after the data, EPIPE, buffers lent to a peer that
- * closes come back, views held across close stay readable, nothing leaks. */
+ * closes come back, views held across close stay readable, a context closed
+ * before its channels and pools, nothing leaks. */
 #include "../zltest.h"
 
 int main(void)
@@ -65,9 +66,32 @@ int main(void)
 	CHECK_EQ(st.cls[0].free, st.cls[0].count);
 	zl_pool_destroy(pool);
 
-	/* nothing left behind */
-	CHECK_EQ(count_fds(), fds0);
-	CHECK_EQ(count_maps(0, "zerolink:"), 0);
+	/* the context closed first: its channels, pool and listener keep
+	 * working, and it is gone (broker connection included) after the last
+	 * of them */
+	CHECK_EQ(zl_pool_create(ctx, NULL, &pool), 0);
+	CHECK_EQ(zl_chan_pair(ctx, &o, p), 0);
+	struct zl_listener *lis;
+	CHECK_EQ(zl_listen(ctx, test_service("close"), NULL, &lis), 0);
+	int fds1 = count_fds();
 	zl_ctx_close(ctx);
+	CHECK_EQ(count_fds(), fds1);
+	CHECK_EQ(zl_buf_alloc(pool, 100, &b), 0);
+	fill(b.data, 100, 7);
+	CHECK_EQ(zl_chan_send_buf(p[0], &b, 100, 0), 100);
+	CHECK_EQ(zl_chan_recv_burst(p[1], m, 1, 0), 1);
+	CHECK(verify(m[0].seg[0].base, 100, 7) == 0);
+	zl_msg_release(&m[0]);
+	CHECK_EQ(zl_chan_send(p[1], "back", 4, 0), 4);
+	CHECK_EQ(zl_chan_recv(p[0], buf, sizeof(buf), 0), 4);
+	zl_listener_close(lis);
+	zl_chan_close(p[0]);
+	zl_chan_close(p[1]);
+	CHECK(count_fds() > fds0); /* the pool still holds the context */
+	zl_pool_destroy(pool);
+
+	/* nothing left behind, the context's broker connection included */
+	CHECK_EQ(count_fds(), fds0 - 1);
+	CHECK_EQ(count_maps(0, "zerolink:"), 0);
 	return 0;
 }
