@@ -51,6 +51,7 @@ void zl__region_put(struct zl_region *r);
 
 struct zl_pool_cls {
 	uint32_t size, count;
+	uint32_t stride;   /* bytes from one buffer to the next (see pool.c) */
 	uint64_t off;      /* offset of buffer 0 in the region */
 	uint32_t *stack;   /* owner's free stack of indices */
 	uint32_t nfree;    /* entries in stack */

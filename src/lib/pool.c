@@ -48,11 +48,21 @@ ZL_EXPORT int zl_pool_create(struct zl_ctx *ctx, const struct zl_pool_opts *opts
 		}
 		p->cls[i].size = sz;
 		p->cls[i].count = cls[i].count;
+		/* Buffers of 64 KiB and more that are whole pages apart would
+		 * all start in the same set of the caches that are indexed by
+		 * the low address bits (every start is what the receiver reads
+		 * first, and the sender writes), so a few hundred of them in
+		 * flight evict each other. One page more between them spreads
+		 * the starts over the sets, and keeps them page-aligned. */
+		uint32_t stride = sz;
+		if (sz >= 65536 && sz % 4096 == 0 && sz <= UINT32_MAX - 4096)
+			stride += 4096;
+		p->cls[i].stride = stride;
 		/* Classes of page size or more start on a page boundary. */
 		if (sz >= 4096)
 			off = (off + 4095) & ~(uint64_t)4095;
 		p->cls[i].off = off;
-		off += (uint64_t)sz * cls[i].count;
+		off += (uint64_t)p->cls[i].stride * cls[i].count;
 		if (off > (64ull << 30)) {
 			free(p);
 			return -EINVAL;
@@ -134,7 +144,7 @@ ZL_EXPORT int zl_buf_alloc_burst(struct zl_pool *p, size_t size, struct zl_buf *
 		char *base = (char *)p->reg->base + c->off;
 		while (k < n && c->nfree) {
 			uint32_t idx = c->stack[--c->nfree];
-			out[k].data = base + (uint64_t)idx * c->size;
+			out[k].data = base + (uint64_t)idx * c->stride;
 			out[k].cap = c->size;
 			out[k].id = (i << 24) | idx;
 			out[k].pool = p;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Pools: size classes, exhaustion (-ENOBUFS, never a hang), -EMSGSIZE,
- * seals of the region, and lock-free returns from other threads. */
+ * seals of the region, lock-free returns from other threads, large buffers
+ * page-aligned with their starts spread over cache sets. */
 #include <fcntl.h>
 #include <pthread.h>
 
@@ -86,6 +87,25 @@ int main(void)
 	CHECK_EQ(zl_buf_alloc(huge, 4096, &b[0]), 0);
 	zl_buf_free(&b[0]);
 	zl_pool_destroy(huge);
+
+	/* 1 MiB buffers: page-aligned, apart by more than their size, and
+	 * their starts fall in 16 different 4 KiB colours of a 64 KiB span
+	 * (the sets of a cache indexed by address bits 6 to 15) */
+	struct zl_buf big[16];
+	CHECK_EQ(zl_buf_alloc_burst(def, 1 << 20, big, 16), 16);
+	unsigned colours = 0;
+	for (int i = 0; i < 16; i++) {
+		uintptr_t a = (uintptr_t)big[i].data;
+		CHECK_EQ(a % 4096, 0);
+		for (int j = 0; j < i; j++) {
+			uintptr_t o = (uintptr_t)big[j].data;
+			CHECK(a >= o + (1u << 20) || o >= a + (1u << 20));
+		}
+		colours |= 1u << ((a >> 12) & 15);
+	}
+	CHECK_EQ(colours, 0xffff);
+	for (int i = 0; i < 16; i++)
+		zl_buf_free(&big[i]);
 	zl_pool_destroy(def);
 	zl_pool_destroy(pool);
 	CHECK_EQ(count_maps(0, "zerolink:pool"), 0);
