@@ -499,7 +499,7 @@ static void chan_maybe_free(struct zl_chan *ch);
 
 /* Give a lend id of the peer back to it. Returns false if the peer overran
  * its lend capacity (our return ring is full). */
-static bool ret_push(struct zl_chan *ch, uint32_t ref)
+static inline __attribute__((always_inline)) bool ret_push(struct zl_chan *ch, uint32_t ref)
 {
 	if (ch->err || ch->state != ZL_CHAN_OPEN || ch->app_closed)
 		return true; /* nobody will reap the ring any more */
