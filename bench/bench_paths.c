@@ -546,7 +546,7 @@ static double stream_run(const char *label, enum kind kind, const struct zl_chan
 		if (t0 == 0) {
 			t0 = now_ns();
 			c0 = cpu_ns_self();
-			p0 = cpu_ns_pid(pid);
+			p0 = zl_proc_cpu_ns(pid);
 			bytes = 0;
 			msgs = 0;
 			continue;
@@ -555,7 +555,7 @@ static double stream_run(const char *label, enum kind kind, const struct zl_chan
 		if (((msgs & 63) == 0 || kind != K_ZL) && now_ns() - t0 >= window) {
 			dt = now_ns() - t0;
 			c1 = cpu_ns_self();
-			p1 = cpu_ns_pid(pid);
+			p1 = zl_proc_cpu_ns(pid);
 			if (kind != K_ZL)
 				msgs = bytes / size;
 			timing = false;

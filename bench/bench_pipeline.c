@@ -186,13 +186,13 @@ static double pipeline_procs(enum kind kind, size_t rec, double *cpu)
 			continue;
 		if (!t0) {
 			t0 = now_ns();
-			c0 = cpu_ns_self() + cpu_ns_pid(pp) + cpu_ns_pid(pm);
+			c0 = cpu_ns_self() + zl_proc_cpu_ns(pp) + zl_proc_cpu_ns(pm);
 			continue;
 		}
 		n += (uint64_t)got;
 		if (now_ns() - t0 >= window) {
 			dt = now_ns() - t0;
-			c1 = cpu_ns_self() + cpu_ns_pid(pp) + cpu_ns_pid(pm);
+			c1 = cpu_ns_self() + zl_proc_cpu_ns(pp) + zl_proc_cpu_ns(pm);
 			zl_write_once(&ctl->stop, 1);
 		}
 	}

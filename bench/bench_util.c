@@ -172,27 +172,6 @@ uint64_t cpu_ns_self(void)
 	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
 }
 
-uint64_t cpu_ns_pid(pid_t p)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)p);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *q = strrchr(buf, ')');
-	if (!q)
-		return 0;
-	unsigned long ut = 0, st = 0;
-	/* fields after the command: state(3) ... utime(14) stime(15) */
-	if (sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-		return 0;
-	long hz = sysconf(_SC_CLK_TCK);
-	return (uint64_t)(ut + st) * (1000000000ull / (uint64_t)hz);
-}
-
 bool path_wanted(const char *label)
 {
 	if (!bo.paths)

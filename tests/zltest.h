@@ -16,6 +16,8 @@
 
 #include <zerolink/zerolink.h>
 
+#include "../src/lib/proc_cpu.h"
+
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \
 		if (!(c)) {                                                                        \
@@ -130,25 +132,6 @@ static inline int wait_status(pid_t pid)
 static inline uint8_t pattern(uint64_t seq, size_t i)
 {
 	return (uint8_t)(seq * 131 + i * 7 + (i >> 8));
-}
-
-/* User+system CPU time of a live process, from /proc, in ns. */
-static inline uint64_t test_cpu_ns(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *q = strrchr(buf, ')');
-	unsigned long ut = 0, st = 0;
-	if (!q ||
-	    sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-		return 0;
-	return (uint64_t)(ut + st) * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
 }
 
 static inline void fill(void *p, size_t n, uint64_t seq)

@@ -1525,8 +1525,8 @@ static inline __attribute__((always_inline)) struct zl_chan *release_impl(struct
 	m->chan = NULL;
 	ch->views--;
 	if (ZL_UNLIKELY(ch->app_closed)) {
-		chan_maybe_free(
-			ch); /* nothing to return or publish: the ring is not read any more */
+		/* nothing to return or publish: the ring is not read any more */
+		chan_maybe_free(ch);
 		return NULL;
 	}
 	/* the common case: one pool buffer, whose slots rx_commit freed */
@@ -1930,9 +1930,9 @@ ZL_EXPORT int zl_chan_arm(struct zl_chan *ch)
 		zl__mb_sleep_fence();
 	else
 		zl_fence();
+	uint32_t lack = rx_wait_index(ch);
 	if (ch->state != ZL_CHAN_OPEN || zl_read_once(&ch->peer->state) != ZL_HALF_OPEN ||
-	    (int32_t)(zl_read_once(&ch->peer->tx_prod) - rx_wait_index(ch)) > 0 ||
-	    rx_lap_ready(ch, rx_wait_index(ch)) ||
+	    (int32_t)(zl_read_once(&ch->peer->tx_prod) - lack) > 0 || rx_lap_ready(ch, lack) ||
 	    zl_read_once(&ch->peer->ret_prod) != ch->peer_ret_cons ||
 	    zl_read_once(&ch->peer->rx_cons) != ch->tx_cons_seen) {
 		zl_write_once(&ch->me->sleep, 0);

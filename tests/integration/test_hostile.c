@@ -94,9 +94,9 @@ int main(void)
 			_exit(0);
 		}
 		usleep(50000);
-		uint64_t c0 = test_cpu_ns(rpid);
+		uint64_t c0 = zl_proc_cpu_ns(rpid);
 		usleep(300000);
-		uint64_t c1 = test_cpu_ns(rpid);
+		uint64_t c1 = zl_proc_cpu_ns(rpid);
 		fprintf(stderr,
 			"receiver waiting for the rest of a message: %.1f ms of CPU in 300 ms\n",
 			(double)(c1 - c0) / 1e6);
