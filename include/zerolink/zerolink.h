@@ -10,5 +10,6 @@
 #include <zerolink/chan.h>
 #include <zerolink/ctx.h>
 #include <zerolink/pool.h>
+#include <zerolink/sock.h>
 
 #endif

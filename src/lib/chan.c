@@ -289,11 +289,39 @@ static inline void kick_peer(struct zl_chan *ch, uint32_t want)
 	uint32_t s = zl_read_once(&ch->peer->sleep);
 	if ((s & want) && (s >> 2) != ch->kicked_gen) {
 		ch->kicked_gen = s >> 2;
-		uint64_t one = 1;
-		ssize_t r = write(ch->peer_efd, &one, sizeof(one));
-		(void)r; /* EAGAIN: counter saturated, the peer is awake anyway */
+		if (ch->bell >= 0) {
+			/* one byte on the connection both ends share: the peer's
+			 * end of it turns readable (see zl__chan_set_bell) */
+			ssize_t r = send(ch->bell, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+			(void)r; /* EAGAIN: earlier bytes wait unread, the peer will look */
+		} else {
+			uint64_t one = 1;
+			ssize_t r = write(ch->peer_efd, &one, sizeof(one));
+			(void)r; /* EAGAIN: counter saturated, the peer is awake anyway */
+		}
 		ch->me->cnt.kicks++;
 	}
+}
+
+/* Forget kicks already received, before announcing sleep again. */
+static void kicks_clear(struct zl_chan *ch)
+{
+	if (ch->bell >= 0) {
+		char b[64];
+		ssize_t r;
+		do
+			r = recv(ch->bell, b, sizeof(b), MSG_DONTWAIT);
+		while (r == (ssize_t)sizeof(b) || (r < 0 && errno == EINTR));
+		if (r == 0 && !ch->bell_eof) {
+			/* it stays readable from now on: poll it no more */
+			ch->bell_eof = true;
+			epoll_ctl(ch->ep, EPOLL_CTL_DEL, ch->bell, NULL);
+		}
+		return;
+	}
+	uint64_t v;
+	ssize_t r = read(ch->efd, &v, sizeof(v));
+	(void)r;
 }
 
 static bool peer_alive_check(struct zl_chan *ch)
@@ -397,9 +425,7 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 	}
 	/* Clear old kicks now rather than after waking: the read is then off
 	 * the path from the peer's kick to our answer. */
-	uint64_t v;
-	ssize_t r = read(ch->efd, &v, sizeof(v));
-	(void)r;
+	kicks_clear(ch);
 	uint32_t gen = ++ch->sleep_gen & 0x3fffffffu;
 	zl_write_once(&ch->me->sleep, (gen << 2) | what);
 	if (what & ZL_SLEEP_RX) {
@@ -438,7 +464,9 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 	zl_write_once(&ch->me->sleep, 0);
 	if (what & ZL_SLEEP_RX) {
 		for (unsigned i = 0; i < ch->ndown; i++) {
-			r = read(ch->down[i]->efd, &v, sizeof(v));
+			uint64_t v;
+			ssize_t r = read(ch->down[i]->efd, &v, sizeof(v));
+			(void)r;
 			zl_write_once(&ch->down[i]->me->sleep, 0);
 		}
 	}
@@ -1911,20 +1939,26 @@ ZL_EXPORT int zl_chan_forward_burst(struct zl_chan *out, struct zl_msg *m, unsig
 	return k ? (int)k : err;
 }
 
-ZL_EXPORT int zl_chan_arm(struct zl_chan *ch)
+int zl__chan_arm(struct zl_chan *ch, unsigned what)
 {
 	if (ch->err)
 		return ch->err;
+	if (!ch->peer) {
+		/* Not accepted yet: the peer reads our flag once it has mapped
+		 * our half, before it sends or frees anything. */
+		kicks_clear(ch);
+		uint32_t gen = ++ch->sleep_gen & 0x3fffffffu;
+		zl_write_once(&ch->me->sleep, (gen << 2) | what);
+		return 0;
+	}
 	if (ctl_drain(ch))
 		return ch->err;
-	uint64_t v;
-	ssize_t r = read(ch->efd, &v, sizeof(v)); /* consume old kicks */
-	(void)r;
+	kicks_clear(ch);
 	rx_flush(ch);
 	if (tx_free(ch, ch->tx_size) < 0) /* refresh what we know of the peer's progress */
 		return ch->err;
 	uint32_t gen = ++ch->sleep_gen & 0x3fffffffu;
-	zl_write_once(&ch->me->sleep, (gen << 2) | ZL_SLEEP_RX | ZL_SLEEP_TX);
+	zl_write_once(&ch->me->sleep, (gen << 2) | what);
 	/* F_sleep: the flag is visible before we look at the peer's indices. */
 	if (ch->my_mb)
 		zl__mb_sleep_fence();
@@ -1932,13 +1966,91 @@ ZL_EXPORT int zl_chan_arm(struct zl_chan *ch)
 		zl_fence();
 	uint32_t lack = rx_wait_index(ch);
 	if (ch->state != ZL_CHAN_OPEN || zl_read_once(&ch->peer->state) != ZL_HALF_OPEN ||
-	    (int32_t)(zl_read_once(&ch->peer->tx_prod) - lack) > 0 || rx_lap_ready(ch, lack) ||
-	    zl_read_once(&ch->peer->ret_prod) != ch->peer_ret_cons ||
-	    zl_read_once(&ch->peer->rx_cons) != ch->tx_cons_seen) {
+	    ((what & ZL_SLEEP_RX) &&
+	     ((int32_t)(zl_read_once(&ch->peer->tx_prod) - lack) > 0 || rx_lap_ready(ch, lack))) ||
+	    ((what & ZL_SLEEP_TX) && (zl_read_once(&ch->peer->ret_prod) != ch->peer_ret_cons ||
+				      zl_read_once(&ch->peer->rx_cons) != ch->tx_cons_seen))) {
 		zl_write_once(&ch->me->sleep, 0);
 		return 1;
 	}
 	return 0;
+}
+
+void zl__chan_disarm(struct zl_chan *ch)
+{
+	zl_write_once(&ch->me->sleep, 0);
+}
+
+ZL_EXPORT int zl_chan_arm(struct zl_chan *ch)
+{
+	return zl__chan_arm(ch, ZL_SLEEP_RX | ZL_SLEEP_TX);
+}
+
+int zl__chan_set_bell(struct zl_chan *ch, int fd)
+{
+	if (ch->bell >= 0)
+		epoll_ctl(ch->ep, EPOLL_CTL_DEL, ch->bell, NULL);
+	ch->bell = -1;
+	if (fd < 0)
+		return 0;
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
+	if (epoll_ctl(ch->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	ch->bell = fd;
+	return 0;
+}
+
+int zl__chan_send_early(struct zl_chan *ch, const struct iovec *iov, int n, uint32_t total)
+{
+	if (ch->peer)
+		return zl_chan_sendv(ch, iov, n, ZL_DONTWAIT);
+	if (total == 0 || total > max_entry(ch->tx_size))
+		return -EINVAL;
+	/* The listener has not accepted: it has consumed nothing, so the lane
+	 * is free up to a ring past where we started, and nobody watches. */
+	uint32_t ns = entry_slots(total);
+	uint32_t pos = ch->tx_prod & (ch->tx_size - 1);
+	uint32_t pad = pos + ns > ch->tx_size ? ch->tx_size - pos : 0;
+	if (ch->tx_size - (ch->tx_prod - ch->tx_cons_seen) < pad + ns)
+		return -EAGAIN;
+	tx_place(ch, ns);
+	struct iov_cursor c = {.iov = iov, .n = n};
+	put_inline(ch, total, 0, &c);
+	/* R_prod: the peer reads the index after mapping our half. */
+	zl_store_release(&ch->me->tx_prod, ch->tx_prod);
+	ch->me->cnt.tx_msgs++;
+	ch->me->cnt.tx_bytes += total;
+	return (int)total;
+}
+
+bool zl__chan_early_room(const struct zl_chan *ch, uint32_t len)
+{
+	return ch->tx_size - (ch->tx_prod - ch->tx_cons_seen) >= 2 * entry_slots(len);
+}
+
+uint32_t zl__chan_max_msg(const struct zl_chan *ch)
+{
+	return max_entry(ch->tx_size);
+}
+
+int zl__chan_writable(struct zl_chan *ch, uint32_t len)
+{
+	int err = send_status(ch);
+	if (err)
+		return err;
+	/* an entry of len bytes, and the padding to the ring's end at worst */
+	uint32_t need = 2 * entry_slots(len);
+	int64_t fr = tx_free(ch, need);
+	if (fr < 0)
+		return (int)fr;
+	return fr >= need;
+}
+
+bool zl__chan_tx_idle(struct zl_chan *ch)
+{
+	if (!ch->peer || ch->err || ch->state != ZL_CHAN_OPEN)
+		return true;
+	return tx_free(ch, ch->tx_size) == (int64_t)ch->tx_size;
 }
 
 ZL_EXPORT int zl_chan_wait_returns(struct zl_chan *ch)
@@ -2022,7 +2134,7 @@ struct zl_chan *zl__chan_new(struct zl_ctx *ctx, const struct zl_chan_opts *opts
 	ch->id = id;
 	ch->mode = mode;
 	ch->ctl = ctl;
-	ch->efd = ch->peer_efd = ch->ep = -1;
+	ch->efd = ch->peer_efd = ch->ep = ch->bell = -1;
 	uint64_t size = sizeof(struct zl_abi_half) + (uint64_t)slots * 64u + (uint64_t)lend * 4u;
 	err = zl__region_create(ctx, size, 0, false, "lane", &ch->mine);
 	if (err)
@@ -2164,10 +2276,11 @@ int zl__chan_hello_recv(struct zl_chan *ch, int timeout_ms)
 	ch->peer_domain = ph.domain;
 	ch->peer_mb = (g.flags & ZL_HALF_F_MB) != 0;
 	/* Both sides start every index at the same value (0 outside tests); the
-	 * peer may already have sent messages, nothing else. */
+	 * peer may already have sent messages, and read some of ours (those
+	 * written before the accept, zl__chan_send_early), nothing else. */
 	if (zl_read_once(&ch->peer->tx_prod) - ch->rx_read > ch->rx_size ||
 	    zl_read_once(&ch->peer->ret_prod) != ch->peer_ret_cons ||
-	    zl_read_once(&ch->peer->rx_cons) != ch->tx_prod ||
+	    zl_read_once(&ch->peer->rx_cons) - ch->tx_cons_seen > ch->tx_prod - ch->tx_cons_seen ||
 	    zl_read_once(&ch->peer->ret_cons) != ch->ret_prod)
 		return -EPROTO;
 	ch->held = calloc(ch->rx_size, sizeof(*ch->held));
@@ -2217,11 +2330,12 @@ ZL_EXPORT void zl_chan_close(struct zl_chan *ch)
 	if (!ch || ch->app_closed)
 		return;
 	ch->app_closed = true;
-	if (ch->peer) {
-		/* R_state: everything published comes before the state. */
-		zl_store_release(&ch->me->state, ZL_HALF_CLOSED);
+	/* R_state: everything published comes before the state. A channel
+	 * whose listener has not accepted yet (zl__connect_begin) has no peer
+	 * to kick, but the peer reads the state when it maps our half. */
+	zl_store_release(&ch->me->state, ZL_HALF_CLOSED);
+	if (ch->peer)
 		kick_peer(ch, ZL_SLEEP_RX | ZL_SLEEP_TX);
-	}
 	/* The peer sees the hang-up now, and reads our state as CLOSED. */
 	if (ch->ctl >= 0) {
 		if (ch->ep >= 0)
@@ -2241,7 +2355,8 @@ ZL_EXPORT int zl_chan_shutdown(struct zl_chan *ch)
 		ch->shut_wr = true;
 		/* R_state: every send published its entries before this. */
 		zl_store_release(&ch->me->state, ZL_HALF_SHUT_WR);
-		kick_peer(ch, ZL_SLEEP_RX);
+		if (ch->peer) /* else not accepted yet: the peer reads the state first */
+			kick_peer(ch, ZL_SLEEP_RX);
 	}
 	return 0;
 }

@@ -469,7 +469,12 @@ ZL_EXPORT int zl_accept(struct zl_listener *lis, const struct zl_chan_opts *opts
 			return err;
 		}
 		int tmo = opts && opts->timeout_ms ? (int)opts->timeout_ms : BROKER_TIMEOUT_MS;
-		if ((err = zl__chan_hello_send(ch)) || (err = zl__chan_hello_recv(ch, tmo))) {
+		/* A client that has already closed (after writing, as a socket
+		 * may) cannot read our hello, but its own is queued: accept the
+		 * channel, which then reads as closed after its data. */
+		err = zl__chan_hello_send(ch);
+		if ((err && err != -EPIPE && err != -ECONNRESET) ||
+		    (err = zl__chan_hello_recv(ch, tmo))) {
 			zl__chan_free(ch);
 			return err;
 		}
@@ -479,8 +484,8 @@ ZL_EXPORT int zl_accept(struct zl_listener *lis, const struct zl_chan_opts *opts
 	}
 }
 
-ZL_EXPORT int zl_connect(struct zl_ctx *ctx, const char *service, const struct zl_chan_opts *opts,
-			 struct zl_chan **out)
+int zl__connect_begin(struct zl_ctx *ctx, const char *service, const struct zl_chan_opts *opts,
+		      struct zl_chan **out)
 {
 	if (!ctx || !service || !out || !zl__name_ok(service, ZL_NAME_MAX))
 		return -EINVAL;
@@ -504,12 +509,35 @@ ZL_EXPORT int zl_connect(struct zl_ctx *ctx, const char *service, const struct z
 		close(fds[0]);
 		return err;
 	}
-	int tmo = opts && opts->timeout_ms ? (int)opts->timeout_ms : BROKER_TIMEOUT_MS;
-	if ((err = zl__chan_hello_send(ch)) || (err = zl__chan_hello_recv(ch, tmo))) {
+	if ((err = zl__chan_hello_send(ch))) {
 		zl__chan_free(ch);
-		return err == -ECONNRESET ? -ECONNREFUSED : err;
+		return err;
 	}
+	*out = ch;
+	return 0;
+}
+
+int zl__connect_finish(struct zl_chan *ch, int timeout_ms)
+{
+	int err = zl__chan_hello_recv(ch, timeout_ms);
+	if (err)
+		return err == -ECONNRESET ? -ECONNREFUSED : err;
 	chan_register(ch, 0);
+	return 0;
+}
+
+ZL_EXPORT int zl_connect(struct zl_ctx *ctx, const char *service, const struct zl_chan_opts *opts,
+			 struct zl_chan **out)
+{
+	struct zl_chan *ch;
+	int err = zl__connect_begin(ctx, service, opts, &ch);
+	if (err)
+		return err;
+	int tmo = opts && opts->timeout_ms ? (int)opts->timeout_ms : BROKER_TIMEOUT_MS;
+	if ((err = zl__connect_finish(ch, tmo))) {
+		zl__chan_free(ch);
+		return err;
+	}
 	*out = ch;
 	return 0;
 }

@@ -158,6 +158,8 @@ struct zl_chan {
 	unsigned ndown, nup;
 
 	int efd, peer_efd, ctl, ep;
+	int bell;         /* kicks travel as bytes on this socket (zl__chan_set_bell), or -1 */
+	bool bell_eof;    /* the bell socket read end of file: the peer's end is gone */
 	int64_t spin_ns;  /* configured budget */
 	int64_t spin_cur; /* adaptive budget */
 	uint32_t sleep_gen;
@@ -183,6 +185,24 @@ struct zl_chan *zl__chan_new(struct zl_ctx *ctx, const struct zl_chan_opts *opts
 int zl__chan_hello_send(struct zl_chan *ch);
 int zl__chan_hello_recv(struct zl_chan *ch, int timeout_ms);
 void zl__chan_free(struct zl_chan *ch);
+/* Sockets over channels (src/sock): kicks as bytes on a connected socket
+ * whose two ends the peers hold, so that the socket polls readable when the
+ * channel has work; arming for one direction; sizes and space. */
+int zl__chan_set_bell(struct zl_chan *ch, int fd);
+int zl__chan_arm(struct zl_chan *ch, unsigned what);
+void zl__chan_disarm(struct zl_chan *ch);
+uint32_t zl__chan_max_msg(const struct zl_chan *ch);
+int zl__chan_writable(struct zl_chan *ch, uint32_t len);
+/* Before the peer's half is known (zl__connect_begin): one message into our
+ * lane, without waiting (-EAGAIN: no room until the listener accepts). */
+int zl__chan_send_early(struct zl_chan *ch, const struct iovec *iov, int n, uint32_t total);
+bool zl__chan_early_room(const struct zl_chan *ch, uint32_t len);
+bool zl__chan_tx_idle(struct zl_chan *ch);
+/* zl_connect() in two steps: the channel is usable for sending once begun
+ * (its lane is ours); the peer's half arrives when the listener accepts. */
+int zl__connect_begin(struct zl_ctx *ctx, const char *service, const struct zl_chan_opts *opts,
+		      struct zl_chan **out);
+int zl__connect_finish(struct zl_chan *ch, int timeout_ms);
 /* Validation of a peer half header (also used by the fuzz harness). */
 struct zl_half_geom {
 	uint32_t slot_count, ret_count, slots_off, ret_off, flags;
