@@ -83,8 +83,8 @@ int zl_sock_accept(struct zl_sock *ls, unsigned flags, struct zl_sock **out);
  * Return: 0; -ECONNREFUSED nobody listens on that name with that type;
  * -EACCES the service does not admit this user; -EINVAL bad arguments.
  */
-int zl_sock_connect(struct zl_ctx *ctx, const char *name, int type,
-		    const struct zl_sock_opts *opts, struct zl_sock **out);
+int zl_sock_connect(struct zl_ctx *ctx, const char *name, int type, const struct zl_sock_opts *opts,
+		    struct zl_sock **out);
 
 /** zl_sock_pair() - two connected sockets in this process (socketpair(2)). */
 int zl_sock_pair(struct zl_ctx *ctx, int type, const struct zl_sock_opts *opts,
@@ -177,8 +177,8 @@ void zl_sock_set_linger(struct zl_sock *s, bool on, int secs);
 size_t zl_sock_max_record(const struct zl_sock *s);
 
 /* The same calls in the POSIX style: -1 and errno on failure. */
-int zl_posix_listen(struct zl_ctx *ctx, const char *name, int type,
-		    const struct zl_sock_opts *opts, struct zl_sock **out);
+int zl_posix_listen(struct zl_ctx *ctx, const char *name, int type, const struct zl_sock_opts *opts,
+		    struct zl_sock **out);
 int zl_posix_accept(struct zl_sock *ls, unsigned flags, struct zl_sock **out);
 int zl_posix_connect(struct zl_ctx *ctx, const char *name, int type,
 		     const struct zl_sock_opts *opts, struct zl_sock **out);

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,6 +77,30 @@ struct region {
 	struct region *next;
 };
 
+/* A TCP socket listening in a domain under zerolink (SOCK_LISTEN). */
+struct sock_lis {
+	uint64_t netns, ino;
+	uint32_t domain;
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	uint16_t port;
+	bool any, v6only;
+	struct sock_lis *next;
+};
+
+/* A client's channel waiting for the server's accept(2) (SOCK_CONNECT). */
+struct sock_pend {
+	uint64_t netns;
+	uint16_t cport, sport;
+	uint32_t domain; /* the client's */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	uint64_t chan;
+	int fd; /* the server's end of the control socket */
+	struct sock_pend *next;
+};
+
 static struct {
 	int ep, lfd, lockfd;
 	char path[108];
@@ -87,6 +113,8 @@ static struct {
 	struct service *services;
 	struct chan *chans;
 	struct region *regions;
+	struct sock_lis *slis;
+	struct sock_pend *spend;
 	uint32_t next_domain, reserved_domain;
 	uint64_t next_chan;
 	bool stop;
@@ -511,6 +539,274 @@ static int on_ls(struct conn *c, uint32_t seq)
 
 /* ---- connections ---- */
 
+/* ------------------------------------------------------------------ */
+/* kernel sockets carried over channels (see struct zl_proto_sock)     */
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+struct sock_facts {
+	int family, type, listening;
+	uint64_t netns, ino;
+	uint8_t addr[16], paddr[16];
+	uint16_t port, pport; /* 0: unbound, or not connected */
+	bool any;             /* bound to the wildcard address */
+};
+
+/* An address as (family, 16 bytes, port); IPv4-mapped IPv6 counts as IPv4. */
+static int addr_norm(const struct sockaddr_storage *ss, uint8_t a[16], uint16_t *port, bool *any)
+{
+	memset(a, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		memcpy(a, &in->sin_addr, 4);
+		*port = ntohs(in->sin_port);
+		*any = in->sin_addr.s_addr == htonl(INADDR_ANY);
+		return AF_INET;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		*port = ntohs(in6->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+			memcpy(a, &in6->sin6_addr.s6_addr[12], 4);
+			*any = false;
+			return AF_INET;
+		}
+		memcpy(a, &in6->sin6_addr, 16);
+		*any = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+		return AF_INET6;
+	}
+	return -1;
+}
+
+/* What the socket itself says: the broker believes nothing else. */
+static int sock_facts(int fd, struct sock_facts *f)
+{
+	memset(f, 0, sizeof(*f));
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return -ENOTSOCK;
+	f->ino = st.st_ino;
+	socklen_t l = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &f->family, &l) < 0)
+		return -errno;
+	l = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &f->type, &l) < 0)
+		return -errno;
+	l = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &f->listening, &l) < 0)
+		return -errno;
+	l = sizeof(f->netns);
+	if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &f->netns, &l) < 0)
+		return -errno;
+	if (f->type != SOCK_STREAM || (f->family != AF_INET && f->family != AF_INET6))
+		return -EAFNOSUPPORT;
+	struct sockaddr_storage ss;
+	l = sizeof(ss);
+	bool any;
+	if (getsockname(fd, (struct sockaddr *)&ss, &l) == 0 &&
+	    addr_norm(&ss, f->addr, &f->port, &f->any) < 0)
+		return -EAFNOSUPPORT;
+	l = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &l) == 0)
+		addr_norm(&ss, f->paddr, &f->pport, &any);
+	return 0;
+}
+
+static void sock_lis_remove(uint64_t netns, uint64_t ino, uint32_t domain)
+{
+	for (struct sock_lis **pp = &B.slis; *pp;) {
+		struct sock_lis *x = *pp;
+		if ((x->netns == netns && x->ino == ino) || (ino == 0 && x->domain == domain)) {
+			*pp = x->next;
+			logf_("tcp listener :%u of domain %u withdrawn", x->port, x->domain);
+			free(x);
+		} else {
+			pp = &x->next;
+		}
+	}
+}
+
+static void sock_pend_free(struct sock_pend *p)
+{
+	close(p->fd);
+	free(p);
+}
+
+/* Drop waiting channels whose client is gone (its end hung up), those of a
+ * domain that went away (domain != 0), and those of one client port. */
+static void sock_pend_sweep(uint32_t domain, uint64_t netns, uint16_t cport)
+{
+	for (struct sock_pend **pp = &B.spend; *pp;) {
+		struct sock_pend *p = *pp;
+		struct pollfd pf = {.fd = p->fd, .events = 0};
+		bool gone = poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLERR));
+		if (gone || (domain && p->domain == domain) ||
+		    (cport && p->cport == cport && p->netns == netns)) {
+			*pp = p->next;
+			struct chan *ch = chan_find(p->chan);
+			if (ch)
+				chan_remove(ch);
+			sock_pend_free(p);
+		} else {
+			pp = &p->next;
+		}
+	}
+}
+
+static int on_sock(struct conn *c, uint8_t type, uint32_t seq, const struct zl_proto_sock *b,
+		   int fd)
+{
+	if (c->role != R_MAIN || b->domain != c->domain) {
+		close(fd);
+		return -EPROTO;
+	}
+	struct sock_facts f;
+	int err = sock_facts(fd, &f);
+	if (type == ZL_MSG_SOCK_LISTEN && !err) {
+		if (!f.listening || !f.port) {
+			err = -EINVAL;
+		} else {
+			sock_lis_remove(f.netns, f.ino, 0);
+			struct sock_lis *x = calloc(1, sizeof(*x));
+			if (!x) {
+				close(fd);
+				return -ENOMEM;
+			}
+			x->netns = f.netns;
+			x->ino = f.ino;
+			x->domain = c->domain;
+			x->family = f.family;
+			memcpy(x->addr, f.addr, 16);
+			x->port = f.port;
+			x->any = f.any;
+			int v6only = 0;
+			socklen_t l = sizeof(v6only);
+			if (f.family == AF_INET6)
+				getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l);
+			x->v6only = v6only != 0;
+			x->next = B.slis;
+			B.slis = x;
+			logf_("tcp listener :%u offered by domain %u", x->port, x->domain);
+		}
+	} else if (type == ZL_MSG_SOCK_UNLISTEN && !err) {
+		sock_lis_remove(f.netns, f.ino, 0);
+	} else if (type == ZL_MSG_SOCK_CANCEL && !err) {
+		sock_pend_sweep(0, f.netns, f.port);
+	}
+	close(fd);
+	if (type == ZL_MSG_SOCK_LISTEN || type == ZL_MSG_SOCK_UNLISTEN ||
+	    type == ZL_MSG_SOCK_CANCEL) {
+		if (err)
+			reply_err(c, seq, -err, "not a socket this broker can carry");
+		else
+			zl__msg_send(c->fd, ZL_MSG_OK, seq, NULL, 0, NULL, 0);
+		return 0;
+	}
+	if (err) {
+		reply_err(c, seq, -err, "not a TCP socket");
+		return 0;
+	}
+	struct zl_proto_incoming in = {.mode = ZL_PROTO_MODE_ISOLATED};
+	if (type == ZL_MSG_SOCK_ACCEPT) {
+		struct sock_pend **pp = &B.spend, *p = NULL;
+		for (; *pp; pp = &(*pp)->next) {
+			if ((*pp)->netns == f.netns && (*pp)->cport == f.pport &&
+			    (*pp)->sport == f.port) {
+				p = *pp;
+				break;
+			}
+		}
+		if (f.listening || !f.pport || !p) {
+			reply_err(c, seq, ENOENT, "no client under zerolink on this connection");
+			return 0;
+		}
+		*pp = p->next;
+		struct chan *ch = chan_find(p->chan);
+		if (ch)
+			ch->dom[1] = c->domain;
+		in.chan = p->chan;
+		in.peer_domain = p->domain;
+		in.peer_pid = (uint32_t)p->pid;
+		in.peer_uid = p->uid;
+		in.peer_gid = p->gid;
+		snprintf(in.service, sizeof(in.service), "tcp:%u", f.port);
+		zl__msg_send(c->fd, ZL_MSG_SOCK_OK, seq, &in, sizeof(in), &p->fd, 1);
+		sock_pend_free(p);
+		return 0;
+	}
+	/* SOCK_CONNECT: a bound client socket, and a destination */
+	uint8_t dst[16] = {0};
+	int dfam = (int)b->family;
+	bool dany = false;
+	if (dfam == AF_INET) {
+		memcpy(dst, b->addr, 4);
+	} else {
+		struct sockaddr_storage ss = {.ss_family = AF_INET6};
+		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, b->addr, 16);
+		uint16_t pdummy;
+		dfam = addr_norm(&ss, dst, &pdummy, &dany);
+	}
+	if (f.listening || f.pport || !f.port) {
+		reply_err(c, seq, EINVAL, "the socket must be bound and not yet connected");
+		return 0;
+	}
+	struct sock_lis *x = B.slis;
+	for (; x; x = x->next) {
+		if (x->netns != f.netns || x->port != b->port)
+			continue;
+		if (x->family == dfam && (x->any || memcmp(x->addr, dst, 16) == 0))
+			break;
+		if (x->family == AF_INET6 && dfam == AF_INET && x->any && !x->v6only)
+			break;
+	}
+	if (!x) {
+		reply_err(c, seq, ENOENT, "nobody under zerolink listens there");
+		return 0;
+	}
+	sock_pend_sweep(0, f.netns, f.port);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		reply_err(c, seq, errno, "socketpair: %s", strerror(errno));
+		return 0;
+	}
+	struct sock_pend *p = calloc(1, sizeof(*p));
+	struct chan *ch = calloc(1, sizeof(*ch));
+	if (!p || !ch) {
+		free(p);
+		free(ch);
+		close(sv[0]);
+		close(sv[1]);
+		return -ENOMEM;
+	}
+	ch->id = ++B.next_chan;
+	ch->mode = ZL_PROTO_MODE_ISOLATED;
+	ch->dom[0] = c->domain;
+	ch->dom[1] = x->domain;
+	snprintf(ch->service, sizeof(ch->service), "tcp:%u", x->port);
+	ch->next = B.chans;
+	B.chans = ch;
+	p->netns = f.netns;
+	p->cport = f.port;
+	p->sport = x->port;
+	p->domain = c->domain;
+	p->pid = c->pid;
+	p->uid = c->uid;
+	p->gid = c->gid;
+	p->chan = ch->id;
+	p->fd = sv[1];
+	p->next = B.spend;
+	B.spend = p;
+	in.chan = ch->id;
+	in.peer_domain = x->domain;
+	snprintf(in.service, sizeof(in.service), "%s", ch->service);
+	zl__msg_send(c->fd, ZL_MSG_SOCK_OK, seq, &in, sizeof(in), &sv[0], 1);
+	close(sv[0]);
+	event(ZL_EVENT_CHAN_UP, c->domain, ch->id, ch->service);
+	return 0;
+}
+
 static void conn_drop(struct conn *c)
 {
 	for (struct conn **pp = &B.conns; *pp; pp = &(*pp)->next) {
@@ -545,6 +841,8 @@ static void conn_drop(struct conn *c)
 				break;
 			}
 		}
+		sock_lis_remove(0, 0, id);
+		sock_pend_sweep(id, 0, 0);
 		for (struct region **pp = &B.regions; *pp;) {
 			if ((*pp)->r.domain == id) {
 				struct region *r = *pp;
@@ -616,6 +914,7 @@ int zl__broker_handle(struct conn *c, const char *buf, size_t len, int *fds, int
 		struct zl_proto_connect connect;
 		struct zl_proto_chan chan;
 		struct zl_proto_region region;
+		struct zl_proto_sock sock;
 	} u;
 	size_t blen = len - sizeof(h);
 	if (blen > sizeof(u)) {
@@ -636,6 +935,12 @@ int zl__broker_handle(struct conn *c, const char *buf, size_t len, int *fds, int
 	case ZL_MSG_REGION_UP:
 	case ZL_MSG_REGION_DOWN:
 		return on_region(c, (uint8_t)type, &u.region);
+	case ZL_MSG_SOCK_LISTEN:
+	case ZL_MSG_SOCK_UNLISTEN:
+	case ZL_MSG_SOCK_CONNECT:
+	case ZL_MSG_SOCK_ACCEPT:
+	case ZL_MSG_SOCK_CANCEL:
+		return on_sock(c, (uint8_t)type, h.seq, &u.sock, fds[0]);
 	case ZL_MSG_LS:
 		return on_ls(c, h.seq);
 	case ZL_MSG_WATCH:

@@ -9,6 +9,7 @@ int cmd_stop(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /* Connect to the running broker (never starts one); prints why not and
  * returns 1 on failure. path receives the socket path used. */

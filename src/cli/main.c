@@ -15,6 +15,7 @@ static const struct {
 	{"ls", cmd_ls, "list domains, services, channels (with counters) and regions"},
 	{"watch", cmd_watch, "print membership events as they happen"},
 	{"bench", cmd_bench, "measure zerolink against the memory floor and kernel paths"},
+	{"run", cmd_run, "run a program with its local TCP connections over zerolink"},
 };
 
 static void usage(FILE *f)

@@ -541,3 +541,94 @@ ZL_EXPORT int zl_connect(struct zl_ctx *ctx, const char *service, const struct z
 	*out = ch;
 	return 0;
 }
+
+/* ------------------------------------------------------------------ */
+/* kernel sockets carried over channels (the preload shim)             */
+
+static int sock_call(struct zl_ctx *ctx, uint8_t type, int fd, const struct zl_proto_sock *body,
+		     struct zl_proto_incoming *in, int *rfd)
+{
+	struct zl_proto_sock b = {0};
+	if (body)
+		b = *body;
+	b.domain = ctx->domain;
+	int fds[1] = {-1};
+	int nfds = rfd ? 1 : 0;
+	struct zl_proto_incoming tmp;
+	int t = zl__broker_call(ctx, type, &b, sizeof(b), &fd, 1, in ? in : &tmp, sizeof(tmp),
+				rfd ? fds : NULL, rfd ? &nfds : NULL);
+	if (t < 0)
+		return t;
+	if (rfd) {
+		if (t != ZL_MSG_SOCK_OK || nfds != 1) {
+			zl__close_fds(fds, nfds);
+			return -EPROTO;
+		}
+		*rfd = fds[0];
+		return 0;
+	}
+	return t == ZL_MSG_OK ? 0 : -EPROTO;
+}
+
+int zl__sock_listen(struct zl_ctx *ctx, int fd)
+{
+	return sock_call(ctx, ZL_MSG_SOCK_LISTEN, fd, NULL, NULL, NULL);
+}
+
+int zl__sock_unlisten(struct zl_ctx *ctx, int fd)
+{
+	return sock_call(ctx, ZL_MSG_SOCK_UNLISTEN, fd, NULL, NULL, NULL);
+}
+
+int zl__sock_cancel(struct zl_ctx *ctx, int fd)
+{
+	return sock_call(ctx, ZL_MSG_SOCK_CANCEL, fd, NULL, NULL, NULL);
+}
+
+int zl__sock_begin(struct zl_ctx *ctx, int fd, int family, const void *addr, uint16_t port,
+		   const struct zl_chan_opts *opts, struct zl_chan **out)
+{
+	struct zl_proto_sock b = {.family = (uint32_t)family, .port = port};
+	memcpy(b.addr, addr, family == AF_INET ? 4 : 16);
+	struct zl_proto_incoming in;
+	int ctl = -1;
+	int err = sock_call(ctx, ZL_MSG_SOCK_CONNECT, fd, &b, &in, &ctl);
+	if (err)
+		return err;
+	struct zl_chan *ch = zl__chan_new(ctx, opts, ZL_MODE_ISOLATED, ctl, in.chan, &err);
+	if (!ch) {
+		close(ctl);
+		return err;
+	}
+	if ((err = zl__chan_hello_send(ch))) {
+		zl__chan_free(ch);
+		return err;
+	}
+	*out = ch;
+	return 0;
+}
+
+int zl__sock_accepted(struct zl_ctx *ctx, int fd, const struct zl_chan_opts *opts,
+		      struct zl_chan **out)
+{
+	struct zl_proto_incoming in;
+	int ctl = -1;
+	int err = sock_call(ctx, ZL_MSG_SOCK_ACCEPT, fd, NULL, &in, &ctl);
+	if (err)
+		return err;
+	struct zl_chan *ch = zl__chan_new(ctx, opts, ZL_MODE_ISOLATED, ctl, in.chan, &err);
+	if (!ch) {
+		close(ctl);
+		return err;
+	}
+	int tmo = opts && opts->timeout_ms ? (int)opts->timeout_ms : BROKER_TIMEOUT_MS;
+	/* the client said hello when it registered, before connect(2) */
+	err = zl__chan_hello_send(ch);
+	if ((err && err != -EPIPE && err != -ECONNRESET) || (err = zl__chan_hello_recv(ch, tmo))) {
+		zl__chan_free(ch);
+		return err;
+	}
+	chan_register(ch, 1);
+	*out = ch;
+	return 0;
+}

@@ -50,6 +50,12 @@ int zl__proto_body_size(uint8_t type)
 	case ZL_MSG_REGION_UP:
 	case ZL_MSG_REGION_DOWN:
 		return sizeof(struct zl_proto_region);
+	case ZL_MSG_SOCK_LISTEN:
+	case ZL_MSG_SOCK_UNLISTEN:
+	case ZL_MSG_SOCK_CONNECT:
+	case ZL_MSG_SOCK_ACCEPT:
+	case ZL_MSG_SOCK_CANCEL:
+		return sizeof(struct zl_proto_sock);
 	case ZL_MSG_LS:
 	case ZL_MSG_WATCH:
 	case ZL_MSG_SHUTDOWN:
@@ -63,6 +69,7 @@ int zl__proto_body_size(uint8_t type)
 		return sizeof(struct zl_proto_hello_ok);
 	case ZL_MSG_CONNECT_OK:
 	case ZL_MSG_INCOMING:
+	case ZL_MSG_SOCK_OK:
 		return sizeof(struct zl_proto_incoming);
 	case ZL_MSG_LS_DOMAIN:
 		return sizeof(struct zl_proto_ls_domain);
@@ -91,6 +98,12 @@ static int proto_fds(uint8_t type)
 	case ZL_MSG_CONNECT_OK:
 	case ZL_MSG_INCOMING:
 	case ZL_MSG_PEER_REGION:
+	case ZL_MSG_SOCK_LISTEN:
+	case ZL_MSG_SOCK_UNLISTEN:
+	case ZL_MSG_SOCK_CONNECT:
+	case ZL_MSG_SOCK_ACCEPT:
+	case ZL_MSG_SOCK_CANCEL:
+	case ZL_MSG_SOCK_OK:
 		return 1;
 	case ZL_MSG_PEER_HELLO:
 		return 2;
@@ -130,6 +143,7 @@ int zl__proto_check(const void *buf, size_t len, int nfds)
 		struct zl_proto_ls_service lss;
 		struct zl_proto_ls_chan lsc;
 		struct zl_proto_event ev;
+		struct zl_proto_sock sock;
 	} u;
 	if ((size_t)body <= sizeof(u))
 		memcpy(&u, b, (size_t)body);
@@ -150,6 +164,7 @@ int zl__proto_check(const void *buf, size_t len, int nfds)
 		break;
 	case ZL_MSG_CONNECT_OK:
 	case ZL_MSG_INCOMING:
+	case ZL_MSG_SOCK_OK:
 		if (!str_ok(u.incoming.service, ZL_NAME_MAX) ||
 		    u.incoming.mode > ZL_PROTO_MODE_ISOLATED)
 			return -EPROTO;
@@ -173,6 +188,10 @@ int zl__proto_check(const void *buf, size_t len, int nfds)
 		break;
 	case ZL_MSG_EVENT:
 		if (!str_ok(u.ev.name, ZL_NAME_MAX))
+			return -EPROTO;
+		break;
+	case ZL_MSG_SOCK_CONNECT:
+		if (u.sock.family != AF_INET && u.sock.family != AF_INET6)
 			return -EPROTO;
 		break;
 	default:

@@ -261,7 +261,8 @@ ZL_EXPORT int zl_sock_poll(struct zl_sock *s, int events)
 			s->eof = rd_end = true;
 		} else if (r != -EAGAIN) {
 			s->err = r;
-			return (POLLIN | POLLOUT | POLLERR | POLLHUP) & (events | POLLERR | POLLHUP);
+			return (POLLIN | POLLOUT | POLLERR | POLLHUP) &
+			       (events | POLLERR | POLLHUP);
 		}
 	}
 	if (rd_end)
@@ -296,7 +297,8 @@ ZL_EXPORT int zl_sock_arm(struct zl_sock *s, int events)
 		return zl_sock_poll(s, events) ? 1 : 0;
 	if (zl_sock_poll(s, events))
 		return 1;
-	unsigned what = ((events & POLLIN) ? ZL_SLEEP_RX : 0) | ((events & POLLOUT) ? ZL_SLEEP_TX : 0);
+	unsigned what =
+		((events & POLLIN) ? ZL_SLEEP_RX : 0) | ((events & POLLOUT) ? ZL_SLEEP_TX : 0);
 	int r = zl__chan_arm(s->ch, what ? what : ZL_SLEEP_RX);
 	if (r != 0)
 		return 1; /* ready, or an error the next call reports */
@@ -329,7 +331,8 @@ ZL_EXPORT int zl_sock_wait(struct zl_sock *s, int events, int timeout_ms)
 	for (;;) {
 		int tmo = -1;
 		if (timeout_ms >= 0) {
-			int64_t left = (int64_t)timeout_ms - (int64_t)((zl__now_ns() - t0) / 1000000u);
+			int64_t left =
+				(int64_t)timeout_ms - (int64_t)((zl__now_ns() - t0) / 1000000u);
 			if (left <= 0)
 				return zl_sock_poll(s, events);
 			tmo = (int)left;
@@ -365,7 +368,7 @@ static ssize_t recv_stream(struct zl_sock *s, const struct iovec *iov, int niov,
 	struct ocur oc = {.iov = iov, .n = niov};
 	bool peek = (flags & MSG_PEEK) != 0;
 	size_t got = 0;
-	unsigned k = 0;	   /* peek: the message being looked at */
+	unsigned k = 0;        /* peek: the message being looked at */
 	uint32_t off = s->off; /* offset in it */
 	for (;;) {
 		if (peek ? k == s->qn : s->qn == 0) {
@@ -448,8 +451,8 @@ ZL_EXPORT ssize_t zl_sock_recvv(struct zl_sock *s, const struct iovec *iov, int 
 		return -ENOTCONN;
 	if (n < 0 || (n > 0 && !iov))
 		return -EINVAL;
-	if (flags & ~(MSG_DONTWAIT | MSG_PEEK | MSG_WAITALL | MSG_TRUNC | MSG_NOSIGNAL |
-		      MSG_CMSG_CLOEXEC))
+	if (flags &
+	    ~(MSG_DONTWAIT | MSG_PEEK | MSG_WAITALL | MSG_TRUNC | MSG_NOSIGNAL | MSG_CMSG_CLOEXEC))
 		return -EOPNOTSUPP;
 	if (s->err && !s->qn)
 		return s->err;

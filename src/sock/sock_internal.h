@@ -18,11 +18,11 @@ struct zl__rxm {
 };
 
 struct zl_sock {
-	struct zl_chan *ch;       /* connected socket */
-	struct zl_listener *lis;  /* listening socket */
+	struct zl_chan *ch;        /* connected socket */
+	struct zl_listener *lis;   /* listening socket */
 	struct zl_sock_opts lopts; /* a listener's options for what it accepts */
-	int type;                 /* SOCK_STREAM or SOCK_SEQPACKET */
-	uint32_t chunk;           /* largest message written */
+	int type;                  /* SOCK_STREAM or SOCK_SEQPACKET */
+	uint32_t chunk;            /* largest message written */
 	bool nonblock;
 	bool pending; /* connected, the listener has not accepted yet */
 	bool shut_rd, shut_wr;
@@ -37,7 +37,6 @@ struct zl_sock {
 };
 
 /* A socket around a channel (the preload shim's upgraded connections). */
-int zl__sock_wrap(struct zl_chan *ch, int type, unsigned flags, bool pending,
-		  struct zl_sock **out);
+int zl__sock_wrap(struct zl_chan *ch, int type, unsigned flags, bool pending, struct zl_sock **out);
 
 #endif

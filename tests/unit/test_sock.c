@@ -235,8 +235,7 @@ static void by_name(void)
 	CHECK_EQ(zl_sock_listen(ctx, name, SOCK_STREAM, NULL, &c), -EADDRINUSE);
 	CHECK_EQ(zl_sock_listen(ctx, "", SOCK_STREAM, NULL, &c), -EINVAL);
 	CHECK_EQ(zl_sock_listen(ctx, name, SOCK_DGRAM, NULL, &c), -EINVAL);
-	CHECK_EQ(zl_sock_connect(ctx, "nobody-listens-here", SOCK_STREAM, NULL, &c),
-		 -ECONNREFUSED);
+	CHECK_EQ(zl_sock_connect(ctx, "nobody-listens-here", SOCK_STREAM, NULL, &c), -ECONNREFUSED);
 	/* the wrong type finds nobody */
 	CHECK_EQ(zl_sock_connect(ctx, name, SOCK_SEQPACKET, NULL, &c), -ECONNREFUSED);
 	CHECK_EQ(zl_sock_poll(l, POLLIN), 0);

@@ -45,6 +45,13 @@ enum zl_proto_type {
 	ZL_MSG_LS = 8,        /* no body; replies LS_* items then LS_END */
 	ZL_MSG_WATCH = 9,     /* no body; conn receives EVENT messages from now on */
 	ZL_MSG_SHUTDOWN = 10, /* no body; asks the broker to exit (owner or root) */
+	/* kernel sockets carried over channels (the preload shim); each
+	 * passes the socket itself, which the broker checks */
+	ZL_MSG_SOCK_LISTEN = 11,   /* body sock, +1 fd listening; reply OK or ERR */
+	ZL_MSG_SOCK_UNLISTEN = 12, /* body sock, +1 fd listening; reply OK */
+	ZL_MSG_SOCK_CONNECT = 13,  /* body sock, +1 fd bound, not connected; reply SOCK_OK or ERR */
+	ZL_MSG_SOCK_ACCEPT = 14,   /* body sock, +1 fd accepted; reply SOCK_OK or ERR */
+	ZL_MSG_SOCK_CANCEL = 15,   /* body sock, +1 fd: the connect failed; reply OK */
 
 	/* broker -> domain */
 	ZL_MSG_OK = 32,
@@ -58,6 +65,7 @@ enum zl_proto_type {
 	ZL_MSG_LS_REGION = 40,
 	ZL_MSG_LS_END = 41,
 	ZL_MSG_EVENT = 42,
+	ZL_MSG_SOCK_OK = 43, /* body incoming, +1 fd (control socket of the channel) */
 
 	/* peer <-> peer on a channel's control socket */
 	ZL_MSG_PEER_HELLO = 64,  /* body peer_hello, +2 fds: half region, eventfd */
@@ -147,6 +155,30 @@ struct zl_proto_ls_chan {
 		uint64_t tx_msgs, tx_bytes, rx_msgs, rx_bytes, kicks, spins, sleeps, drops;
 	} cnt[2]; /* [0] client side, [1] server side */
 	char service[ZL_NAME_MAX];
+};
+
+/*
+ * A kernel socket to be carried over a channel. The socket that travels with
+ * the message is the proof: the broker reads its family, type, state,
+ * addresses and network namespace from it, never from the body. The body
+ * only says where a connecting socket is going (SOCK_CONNECT).
+ *
+ * Matching: SOCK_CONNECT comes before the client's connect(2), from a socket
+ * bound to its port; the broker answers with a channel only if a socket
+ * under zerolink listens on the destination in the same network namespace,
+ * and keeps the channel's other end under (namespace, client port, server
+ * port). SOCK_ACCEPT passes the accepted socket, whose addresses give that
+ * key: found, the server gets the other end; not found, the connection is
+ * an ordinary one. A registration is made before the kernel connection
+ * exists, so an accept never races with it.
+ */
+struct zl_proto_sock {
+	uint32_t domain;
+	uint32_t family; /* SOCK_CONNECT: AF_INET or AF_INET6 of the destination */
+	uint16_t port;   /* SOCK_CONNECT: destination port, host order */
+	uint16_t rsvd;
+	uint32_t flags;
+	uint8_t addr[16]; /* SOCK_CONNECT: destination address (IPv4: first 4 bytes) */
 };
 
 #define ZL_EVENT_DOMAIN_UP 1u

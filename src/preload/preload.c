@@ -1,0 +1,1266 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libzerolink-preload.so: carries the TCP connections of an unmodified
+ * program over zerolink channels when the other end runs under zerolink too
+ * (`zerolink run -- PROGRAM`), and leaves every other descriptor to the
+ * kernel, untouched.
+ *
+ * How (docs/sockets-plan.md has the reasons):
+ * - listen(): the listening socket is shown to the broker, which records it.
+ * - connect() to an address of this host: the socket is bound to a port
+ *   first, then shown to the broker with its destination. If a socket under
+ *   zerolink listens there, the broker hands back a channel, kept under the
+ *   pair of ports until the server accepts; then the kernel connects as
+ *   usual. Otherwise the connection is an ordinary one.
+ * - accept(): on a recorded listener, the accepted socket is shown to the
+ *   broker; if a channel waits for its pair of ports, the connection is
+ *   carried over it.
+ * - The kernel connection stays: it is the program's descriptor (getsockname,
+ *   getpeername, fcntl, ss, /proc see a real socket), and it is the doorbell
+ *   of the channel: a peer that finds us asleep writes one byte on it, so
+ *   that poll, select and epoll on the descriptor see it readable. Its bytes
+ *   are doorbells only and are never returned to the program.
+ * - Before poll, select and epoll_wait sleep, the shim looks at the channels
+ *   of the upgraded descriptors in the set: data already there is reported
+ *   at once, the others are armed so that their peers ring.
+ * - fork: after it, each process may use or close the connection; a close
+ *   then only forgets the channel locally, and the peer learns that the last
+ *   holder closed from the kernel connection's end of file.
+ */
+/* Define fcntl and fcntl64 both, as glibc exports both (on 64-bit
+ * systems off_t is 64 bits either way). */
+#undef _FILE_OFFSET_BITS
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <ifaddrs.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <zerolink/zerolink.h>
+
+#include "../lib/internal.h"
+#include "../sock/sock_internal.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* ------------------------------------------------------------------ */
+/* the real calls                                                       */
+
+static struct {
+	int (*socket)(int, int, int);
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*listen)(int, int);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*close)(int);
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*recv)(int, void *, size_t, int);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	ssize_t (*recvmsg)(int, struct msghdr *, int);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	int (*shutdown)(int, int);
+	int (*ioctl)(int, unsigned long, ...);
+	int (*fcntl)(int, int, ...);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*poll)(struct pollfd *, nfds_t, int);
+	int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+		       const sigset_t *);
+	int (*epoll_ctl)(int, int, int, struct epoll_event *);
+	int (*epoll_wait)(int, struct epoll_event *, int, int);
+	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	int (*getsockopt)(int, int, int, void *, socklen_t *);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+} real;
+
+static bool enabled;
+static int debug;
+
+static void dbg(const char *fmt, ...)
+{
+	if (!debug)
+		return;
+	char b[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(b, sizeof(b) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(b) - 2)
+		n = (int)sizeof(b) - 2;
+	b[n++] = '\n';
+	ssize_t w = real.write ? real.write(2, b, (size_t)n) : -1;
+	(void)w;
+}
+
+#define LOAD(name) real.name = dlsym(RTLD_NEXT, #name)
+
+static void shim_init(void);
+/* Another library's constructor may call us before ours has run. */
+#define INIT()                                                                                     \
+	do {                                                                                       \
+		if (__builtin_expect(!real.close, 0))                                              \
+			shim_init();                                                       \
+	} while (0)
+
+__attribute__((constructor)) static void shim_init(void)
+{
+	LOAD(socket);
+	LOAD(connect);
+	LOAD(listen);
+	LOAD(accept);
+	LOAD(accept4);
+	LOAD(close);
+	LOAD(read);
+	LOAD(write);
+	LOAD(readv);
+	LOAD(writev);
+	LOAD(recv);
+	LOAD(send);
+	LOAD(recvfrom);
+	LOAD(sendto);
+	LOAD(recvmsg);
+	LOAD(sendmsg);
+	LOAD(shutdown);
+	LOAD(ioctl);
+	LOAD(fcntl);
+	LOAD(dup);
+	LOAD(dup2);
+	LOAD(dup3);
+	LOAD(poll);
+	LOAD(ppoll);
+	LOAD(select);
+	LOAD(pselect);
+	LOAD(epoll_ctl);
+	LOAD(epoll_wait);
+	LOAD(epoll_pwait);
+	LOAD(sendfile);
+	LOAD(getsockopt);
+	LOAD(setsockopt);
+	const char *e = getenv("ZEROLINK_SOCKETS");
+	enabled = !(e && strcmp(e, "0") == 0);
+	e = getenv("ZEROLINK_DEBUG");
+	debug = e && *e && strcmp(e, "0") != 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the descriptor table                                                 */
+
+enum kind { K_LISTEN = 1, K_CONN = 2 };
+
+/* What the shim knows of one kernel socket; shared by the descriptors that
+ * dup() made of it. */
+struct zs {
+	enum kind kind;
+	int refs;   /* descriptors of this process naming it */
+	int bell;   /* our own duplicate of the kernel socket: the doorbell */
+	bool forked; /* another process may hold the connection too */
+	bool nonblock;
+	bool kconn; /* the kernel connection is known to be established */
+	pthread_mutex_t lock;
+	struct zl_sock *s;
+};
+
+#define PAGE_BITS 10
+#define PAGES 1024
+static _Atomic(struct zs *) *tab[PAGES];
+static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct zs *zs_get(int fd)
+{
+	if (fd < 0 || fd >= PAGES << PAGE_BITS)
+		return NULL;
+	_Atomic(struct zs *) *pg = tab[fd >> PAGE_BITS];
+	if (!pg)
+		return NULL;
+	return atomic_load_explicit(&pg[fd & ((1 << PAGE_BITS) - 1)], memory_order_acquire);
+}
+
+static int zs_set(int fd, struct zs *z)
+{
+	if (fd < 0 || fd >= PAGES << PAGE_BITS)
+		return -EBADF;
+	pthread_mutex_lock(&tab_lock);
+	if (!tab[fd >> PAGE_BITS]) {
+		tab[fd >> PAGE_BITS] = calloc(1u << PAGE_BITS, sizeof(**tab));
+		if (!tab[fd >> PAGE_BITS]) {
+			pthread_mutex_unlock(&tab_lock);
+			return -ENOMEM;
+		}
+	}
+	atomic_store_explicit(&tab[fd >> PAGE_BITS][fd & ((1 << PAGE_BITS) - 1)], z,
+			      memory_order_release);
+	pthread_mutex_unlock(&tab_lock);
+	return 0;
+}
+
+static struct zl_ctx *shim_ctx_p;
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct zl_ctx *shim_ctx(void)
+{
+	struct zl_ctx *c = __atomic_load_n(&shim_ctx_p, __ATOMIC_ACQUIRE);
+	if (c)
+		return c;
+	pthread_mutex_lock(&ctx_lock);
+	if (!shim_ctx_p) {
+		struct zl_ctx_opts o = {.name = program_invocation_short_name};
+		if (zl_ctx_open(&c, &o) == 0)
+			__atomic_store_n(&shim_ctx_p, c, __ATOMIC_RELEASE);
+		else
+			dbg("zerolink: no broker, sockets stay on the kernel path");
+	}
+	pthread_mutex_unlock(&ctx_lock);
+	return shim_ctx_p;
+}
+
+static void zs_unref(struct zs *z)
+{
+	if (--z->refs > 0)
+		return;
+	if (z->kind == K_CONN) {
+		if (z->forked) {
+			/* another process may still use the channel: forget it
+			 * here only; the peer learns of the last close from the
+			 * kernel connection */
+			free(z->s->q);
+			free(z->s);
+		} else {
+			zl_sock_close(z->s);
+		}
+		real.close(z->bell);
+	} else if (z->kind == K_LISTEN) {
+		struct zl_ctx *c = shim_ctx_p;
+		if (c && !z->forked)
+			zl__sock_unlisten(c, z->bell);
+		real.close(z->bell);
+	}
+	pthread_mutex_destroy(&z->lock);
+	free(z);
+}
+
+static struct zs *zs_new(enum kind k, int fd)
+{
+	struct zs *z = calloc(1, sizeof(*z));
+	if (!z)
+		return NULL;
+	z->kind = k;
+	z->refs = 1;
+	z->bell = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (z->bell < 0) {
+		free(z);
+		return NULL;
+	}
+	pthread_mutex_init(&z->lock, NULL);
+	int fl = real.fcntl(fd, F_GETFL);
+	z->nonblock = fl >= 0 && (fl & O_NONBLOCK);
+	return z;
+}
+
+static void on_fork_child(void)
+{
+	for (int p = 0; p < PAGES; p++) {
+		if (!tab[p])
+			continue;
+		for (int i = 0; i < 1 << PAGE_BITS; i++) {
+			struct zs *z = atomic_load(&tab[p][i]);
+			if (z)
+				z->forked = true;
+		}
+	}
+	/* the broker connection belongs to the parent: open our own */
+	shim_ctx_p = NULL;
+	pthread_mutex_init(&ctx_lock, NULL);
+	pthread_mutex_init(&tab_lock, NULL);
+}
+
+static void on_fork_parent(void)
+{
+	for (int p = 0; p < PAGES; p++) {
+		if (!tab[p])
+			continue;
+		for (int i = 0; i < 1 << PAGE_BITS; i++) {
+			struct zs *z = atomic_load(&tab[p][i]);
+			if (z)
+				z->forked = true;
+		}
+	}
+}
+
+__attribute__((constructor)) static void shim_atfork(void)
+{
+	pthread_atfork(NULL, on_fork_parent, on_fork_child);
+}
+
+/* ------------------------------------------------------------------ */
+/* set-up: listen, connect, accept                                       */
+
+static bool is_tcp(int fd, int *family)
+{
+	int type, dom;
+	socklen_t l = sizeof(type);
+	if (real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) < 0 || type != SOCK_STREAM)
+		return false;
+	l = sizeof(dom);
+	if (real.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0 ||
+	    (dom != AF_INET && dom != AF_INET6))
+		return false;
+	int proto;
+	l = sizeof(proto);
+	if (real.getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) < 0 || proto != IPPROTO_TCP)
+		return false;
+	*family = dom;
+	return true;
+}
+
+/* Is this address one of this host's (in our network namespace)? */
+static bool addr_local(int family, const void *a)
+{
+	if (family == AF_INET && ((const uint8_t *)a)[0] == 127)
+		return true;
+	if (family == AF_INET6 && IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)a))
+		return true;
+	struct ifaddrs *ifa;
+	if (getifaddrs(&ifa) < 0)
+		return false;
+	bool found = false;
+	for (struct ifaddrs *i = ifa; i && !found; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != family)
+			continue;
+		if (family == AF_INET)
+			found = memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr, a, 4) == 0;
+		else
+			found = memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, a, 16) == 0;
+	}
+	freeifaddrs(ifa);
+	return found;
+}
+
+static int64_t shim_spin_ns(void)
+{
+	const char *e = getenv("ZEROLINK_SPIN_US");
+	if (e && *e)
+		return (int64_t)(strtod(e, NULL) * 1000.0);
+	return 0; /* the channel's default */
+}
+
+static void chan_opts(struct zl_chan_opts *co)
+{
+	memset(co, 0, sizeof(*co));
+	co->slots = 4096;
+	co->lend = 16;
+	co->mode = ZL_MODE_ISOLATED;
+	int64_t sp = shim_spin_ns();
+	if (sp > 0)
+		co->spin_ns = sp;
+	else if (getenv("ZEROLINK_SPIN_US") && sp == 0)
+		co->flags |= ZL_CHAN_NOSPIN;
+}
+
+/* Wrap a channel as the connection behind descriptor fd. */
+static int conn_attach(int fd, struct zl_chan *ch, bool pending, bool kconn)
+{
+	struct zs *z = zs_new(K_CONN, fd);
+	if (!z)
+		return -ENOMEM;
+	int err = zl__sock_wrap(ch, SOCK_STREAM, 0, pending, &z->s);
+	if (!err)
+		err = zl__chan_set_bell(ch, z->bell);
+	if (!err)
+		err = zs_set(fd, z);
+	if (err) {
+		if (z->s) {
+			zl_sock_close(z->s);
+		} else {
+			zl_chan_close(ch);
+		}
+		real.close(z->bell);
+		free(z);
+		return err;
+	}
+	z->kconn = kconn;
+	return 0;
+}
+
+EXPORT int listen(int fd, int backlog)
+{
+	INIT();
+	int r = real.listen(fd, backlog);
+	int fam;
+	if (r < 0 || !enabled || zs_get(fd) || !is_tcp(fd, &fam))
+		return r;
+	struct zl_ctx *c = shim_ctx();
+	if (!c)
+		return r;
+	int e = errno;
+	if (zl__sock_listen(c, fd) == 0) {
+		struct zs *z = zs_new(K_LISTEN, fd);
+		if (z && zs_set(fd, z) == 0)
+			dbg("zerolink: fd %d listens under zerolink", fd);
+		else if (z)
+			zs_unref(z);
+	}
+	errno = e;
+	return r;
+}
+
+EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	INIT();
+	int fam;
+	if (!enabled || !addr || zs_get(fd) ||
+	    (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || !is_tcp(fd, &fam))
+		return real.connect(fd, addr, len);
+	uint8_t a[16];
+	uint16_t port;
+	int dfam = addr->sa_family;
+	if (dfam == AF_INET) {
+		if (len < sizeof(struct sockaddr_in))
+			return real.connect(fd, addr, len);
+		const struct sockaddr_in *in = (const void *)addr;
+		memcpy(a, &in->sin_addr, 4);
+		port = ntohs(in->sin_port);
+	} else {
+		if (len < sizeof(struct sockaddr_in6))
+			return real.connect(fd, addr, len);
+		const struct sockaddr_in6 *in6 = (const void *)addr;
+		memcpy(a, &in6->sin6_addr, 16);
+		port = ntohs(in6->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+			memmove(a, a + 12, 4);
+			dfam = AF_INET;
+		}
+	}
+	if (!addr_local(dfam, a))
+		return real.connect(fd, addr, len);
+	struct zl_ctx *c = shim_ctx();
+	if (!c)
+		return real.connect(fd, addr, len);
+	/* a port of our own first: the broker keeps the channel under it */
+	struct sockaddr_storage self;
+	socklen_t sl = sizeof(self);
+	if (getsockname(fd, (struct sockaddr *)&self, &sl) < 0)
+		return real.connect(fd, addr, len);
+	bool bound = (self.ss_family == AF_INET && ((struct sockaddr_in *)&self)->sin_port) ||
+		     (self.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&self)->sin6_port);
+	if (!bound) {
+		struct sockaddr_storage any = {.ss_family = (sa_family_t)fam};
+		if (bind(fd, (struct sockaddr *)&any,
+			 fam == AF_INET ? sizeof(struct sockaddr_in)
+					: sizeof(struct sockaddr_in6)) < 0)
+			return real.connect(fd, addr, len);
+	}
+	struct zl_chan_opts co;
+	chan_opts(&co);
+	struct zl_chan *ch;
+	int err = zl__sock_begin(c, fd, dfam, a, port, &co, &ch);
+	if (err) {
+		if (err != -ENOENT)
+			dbg("zerolink: connect fd %d: %s; kernel path", fd, zl_strerror(err));
+		return real.connect(fd, addr, len);
+	}
+	int r = real.connect(fd, addr, len);
+	int e = errno;
+	if (r < 0 && e != EINPROGRESS && e != EINTR) {
+		zl_chan_close(ch);
+		zl__sock_cancel(c, fd);
+		errno = e;
+		return r;
+	}
+	err = conn_attach(fd, ch, true, r == 0);
+	if (err) {
+		/* the server would wait for a channel we cannot hold: fail
+		 * this connection rather than let it hang */
+		zl__sock_cancel(c, fd);
+		real.shutdown(fd, SHUT_RDWR);
+		errno = -err;
+		return -1;
+	}
+	dbg("zerolink: fd %d connected over zerolink", fd);
+	errno = e;
+	return r;
+}
+
+static int accepted(int lfd, int fd)
+{
+	if (fd < 0)
+		return fd;
+	struct zs *l = zs_get(lfd);
+	if (!l || l->kind != K_LISTEN)
+		return fd;
+	struct zl_ctx *c = shim_ctx();
+	if (!c)
+		return fd;
+	int e = errno;
+	struct zl_chan_opts co;
+	chan_opts(&co);
+	struct zl_chan *ch;
+	int err = zl__sock_accepted(c, fd, &co, &ch);
+	if (err == -ENOENT) {
+		errno = e;
+		return fd; /* an ordinary client */
+	}
+	if (err == 0)
+		err = conn_attach(fd, ch, false, true);
+	if (err) {
+		/* the client expects the channel: this connection cannot work */
+		dbg("zerolink: accept: %s; connection aborted", zl_strerror(err));
+		real.close(fd);
+		errno = ECONNABORTED;
+		return -1;
+	}
+	dbg("zerolink: fd %d accepted over zerolink", fd);
+	errno = e;
+	return fd;
+}
+
+EXPORT int accept(int lfd, struct sockaddr *addr, socklen_t *len)
+{
+	INIT();
+	return accepted(lfd, real.accept(lfd, addr, len));
+}
+
+EXPORT int accept4(int lfd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	INIT();
+	return accepted(lfd, real.accept4(lfd, addr, len, flags));
+}
+
+/* ------------------------------------------------------------------ */
+/* data                                                                */
+
+static ssize_t ret_errno(ssize_t r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+/* A connection whose non-blocking connect(2) may not have completed. */
+static int kconn_check(int fd, struct zs *z)
+{
+	if (z->kconn)
+		return 0;
+	struct sockaddr_storage ss;
+	socklen_t l = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &l) == 0) {
+		z->kconn = true;
+		return 0;
+	}
+	int err = 0;
+	l = sizeof(err);
+	real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
+	return err ? -err : -EAGAIN;
+}
+
+/* Has every other holder of the connection closed it? (the kernel
+ * connection reads end of file: bytes on it are doorbells only) */
+static bool peer_hung_up(struct zs *z)
+{
+	char b[64];
+	ssize_t r;
+	do
+		r = real.recv(z->bell, b, sizeof(b), MSG_DONTWAIT);
+	while (r > 0);
+	if (r == 0)
+		return true;
+	return r < 0 && (errno == ECONNRESET || errno == EPIPE);
+}
+
+static ssize_t conn_recv(int fd, struct zs *z, const struct iovec *iov, int n, int flags,
+			 int *oflags)
+{
+	int err = kconn_check(fd, z);
+	if (err == -EAGAIN && !(z->nonblock || (flags & MSG_DONTWAIT)))
+		err = 0; /* the read waits on the channel */
+	if (err)
+		return err;
+	bool wait = !z->nonblock && !(flags & MSG_DONTWAIT);
+	size_t want = 0;
+	for (int i = 0; i < n; i++)
+		want += iov[i].iov_len;
+	for (;;) {
+		pthread_mutex_lock(&z->lock);
+		ssize_t r = zl_sock_recvv(z->s, iov, n, flags | MSG_DONTWAIT, oflags);
+		if ((r == -EAGAIN || (r >= 0 && (size_t)r < want && r > 0)) &&
+		    !(flags & MSG_PEEK)) {
+			/* the lane is empty: arm, so that the peer rings the
+			 * kernel socket for what comes next (an edge-triggered
+			 * waiter needs that), unless data came meanwhile */
+			int a = zl_sock_arm(z->s, POLLIN);
+			if (a == 1 && r == -EAGAIN) {
+				pthread_mutex_unlock(&z->lock);
+				continue;
+			}
+			if (r == -EAGAIN && peer_hung_up(z) &&
+			    (r = zl_sock_recvv(z->s, iov, n, flags | MSG_DONTWAIT, oflags)) ==
+				    -EAGAIN)
+				r = 0; /* every holder of the other end closed it */
+		}
+		pthread_mutex_unlock(&z->lock);
+		if (r != -EAGAIN || !wait)
+			return r;
+		int w = zl_sock_wait(z->s, POLLIN, -1);
+		if (w < 0)
+			return w;
+	}
+}
+
+static ssize_t conn_send(int fd, struct zs *z, const struct iovec *iov, int n, int flags)
+{
+	int err = kconn_check(fd, z);
+	if (err && err != -EAGAIN)
+		return err;
+	bool wait = !z->nonblock && !(flags & MSG_DONTWAIT);
+	if (err == -EAGAIN && !wait)
+		return -EAGAIN;
+	ssize_t r;
+	for (;;) {
+		pthread_mutex_lock(&z->lock);
+		r = zl_sock_sendv(z->s, iov, n, (flags & ~MSG_NOSIGNAL) | MSG_DONTWAIT);
+		if (r == -EAGAIN)
+			zl_sock_arm(z->s, POLLOUT);
+		pthread_mutex_unlock(&z->lock);
+		if (r != -EAGAIN || !wait)
+			break;
+		int w = zl_sock_wait(z->s, POLLOUT, -1);
+		if (w < 0) {
+			r = w;
+			break;
+		}
+	}
+	if (r == -EPIPE && !(flags & MSG_NOSIGNAL))
+		raise(SIGPIPE);
+	return r;
+}
+
+EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN)
+		return real.read(fd, buf, len);
+	struct iovec v = {buf, len};
+	return ret_errno(conn_recv(fd, z, &v, 1, 0, NULL));
+}
+
+EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN)
+		return real.write(fd, buf, len);
+	struct iovec v = {(void *)buf, len};
+	return ret_errno(conn_send(fd, z, &v, 1, 0));
+}
+
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN)
+		return real.readv(fd, iov, n);
+	return ret_errno(conn_recv(fd, z, iov, n, 0, NULL));
+}
+
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN)
+		return real.writev(fd, iov, n);
+	return ret_errno(conn_send(fd, z, iov, n, 0));
+}
+
+EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN)
+		return real.recv(fd, buf, len, flags);
+	struct iovec v = {buf, len};
+	return ret_errno(conn_recv(fd, z, &v, 1, flags, NULL));
+}
+
+EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN)
+		return real.send(fd, buf, len, flags);
+	struct iovec v = {(void *)buf, len};
+	return ret_errno(conn_send(fd, z, &v, 1, flags));
+}
+
+EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
+			socklen_t *fl)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN)
+		return real.recvfrom(fd, buf, len, flags, from, fl);
+	struct iovec v = {buf, len};
+	ssize_t r = conn_recv(fd, z, &v, 1, flags, NULL);
+	if (r >= 0 && from && fl) {
+		/* as TCP does: the peer's address */
+		if (getpeername(fd, from, fl) < 0)
+			*fl = 0;
+	}
+	return ret_errno(r);
+}
+
+EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to,
+		      socklen_t tl)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN)
+		return real.sendto(fd, buf, len, flags, to, tl);
+	struct iovec v = {(void *)buf, len};
+	return ret_errno(conn_send(fd, z, &v, 1, flags)); /* TCP ignores the address */
+}
+
+EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN)
+		return real.recvmsg(fd, m, flags);
+	int of = 0;
+	ssize_t r = conn_recv(fd, z, m->msg_iov, (int)m->msg_iovlen, flags, &of);
+	if (r >= 0) {
+		m->msg_flags = of;
+		m->msg_controllen = 0;
+		if (m->msg_name && m->msg_namelen) {
+			socklen_t l = m->msg_namelen;
+			if (getpeername(fd, m->msg_name, &l) == 0)
+				m->msg_namelen = l;
+			else
+				m->msg_namelen = 0;
+		}
+	}
+	return ret_errno(r);
+}
+
+EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN)
+		return real.sendmsg(fd, m, flags);
+	if (m->msg_controllen) {
+		errno = EOPNOTSUPP; /* TCP carries no ancillary data either */
+		return -1;
+	}
+	return ret_errno(conn_send(fd, z, m->msg_iov, (int)m->msg_iovlen, flags));
+}
+
+EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
+{
+	INIT();
+	struct zs *z = zs_get(out);
+	if (!z || z->kind != K_CONN)
+		return real.sendfile(out, in, off, count);
+	/* a copy through a buffer: the file's bytes go into the lane */
+	char buf[65536];
+	size_t done = 0;
+	while (done < count) {
+		size_t k = count - done < sizeof(buf) ? count - done : sizeof(buf);
+		ssize_t r = off ? pread(in, buf, k, *off) : real.read(in, buf, k);
+		if (r < 0) {
+			if (done)
+				break;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		struct iovec v = {buf, (size_t)r};
+		ssize_t w = conn_send(out, z, &v, 1, 0);
+		if (w < 0) {
+			if (!off && done == 0) {
+				errno = (int)-w;
+				return -1;
+			}
+			if (done)
+				break;
+			errno = (int)-w;
+			return -1;
+		}
+		if (off)
+			*off += w;
+		else if (w < r)
+			lseek(in, w - r, SEEK_CUR);
+		done += (size_t)w;
+		if (w < r)
+			break;
+	}
+	return (ssize_t)done;
+}
+
+EXPORT int shutdown(int fd, int how)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN)
+		return real.shutdown(fd, how);
+	pthread_mutex_lock(&z->lock);
+	int r = zl_sock_shutdown(z->s, how);
+	pthread_mutex_unlock(&z->lock);
+	/* the kernel connection stays open both ways: it is the doorbell */
+	return (int)ret_errno(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* descriptors                                                         */
+
+static void watches_forget(int fd);
+
+EXPORT int close(int fd)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (z) {
+		zs_set(fd, NULL);
+		zs_unref(z);
+	}
+	watches_forget(fd);
+	return real.close(fd);
+}
+
+static int dup_to(int old, int nfd)
+{
+	if (nfd < 0 || nfd == old)
+		return nfd;
+	struct zs *prev = zs_get(nfd);
+	if (prev) {
+		zs_set(nfd, NULL);
+		zs_unref(prev);
+	}
+	struct zs *z = zs_get(old);
+	if (z) {
+		z->refs++;
+		zs_set(nfd, z);
+	}
+	return nfd;
+}
+
+EXPORT int dup(int fd)
+{
+	INIT();
+	return dup_to(fd, real.dup(fd));
+}
+
+EXPORT int dup2(int fd, int nfd)
+{
+	INIT();
+	struct zs *prev = zs_get(nfd);
+	if (prev && nfd != fd) {
+		zs_set(nfd, NULL);
+		zs_unref(prev);
+	}
+	return dup_to(fd, real.dup2(fd, nfd));
+}
+
+EXPORT int dup3(int fd, int nfd, int flags)
+{
+	INIT();
+	struct zs *prev = zs_get(nfd);
+	if (prev && nfd != fd) {
+		zs_set(nfd, NULL);
+		zs_unref(prev);
+	}
+	return dup_to(fd, real.dup3(fd, nfd, flags));
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	INIT();
+	va_list ap;
+	va_start(ap, cmd);
+	long arg = va_arg(ap, long);
+	va_end(ap);
+	int r = real.fcntl(fd, cmd, arg);
+	struct zs *z = zs_get(fd);
+	if (!z || r < 0)
+		return r;
+	if (cmd == F_SETFL)
+		z->nonblock = (arg & O_NONBLOCK) != 0;
+	else if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+		dup_to(fd, r);
+	return r;
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
+
+EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	INIT();
+	va_list ap;
+	va_start(ap, req);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	struct zs *z = zs_get(fd);
+	if (z && z->kind == K_CONN && req == FIONREAD) {
+		pthread_mutex_lock(&z->lock);
+		int n = zl_sock_nread(z->s);
+		pthread_mutex_unlock(&z->lock);
+		if (n < 0) {
+			errno = -n;
+			return -1;
+		}
+		*(int *)arg = n;
+		return 0;
+	}
+	int r = real.ioctl(fd, req, arg);
+	if (z && r == 0 && req == FIONBIO)
+		z->nonblock = *(int *)arg != 0;
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* readiness                                                           */
+
+static int tmo_left(int tmo, uint64_t t0);
+
+/* What the channel says of an upgraded descriptor (POLL* bits), arming it
+ * when nothing is ready so that the peer rings the kernel socket. */
+static int conn_ready(struct zs *z, int events)
+{
+	int want = events & (POLLIN | POLLOUT | POLLRDHUP);
+	pthread_mutex_lock(&z->lock);
+	int rev = zl_sock_poll(z->s, want);
+	if (!(rev & (want | POLLERR | POLLHUP)) && zl_sock_arm(z->s, want ? want : POLLIN) == 1)
+		rev = zl_sock_poll(z->s, want);
+	pthread_mutex_unlock(&z->lock);
+	return rev;
+}
+
+/* poll(2) with upgraded descriptors: those ready on their channel answer at
+ * once; the kernel waits for the others and for the doorbells. */
+static int poll_common(struct pollfd *fds, nfds_t n, int tmo_ms, const struct timespec *ts,
+		       const sigset_t *sig, bool use_ppoll)
+{
+	int ready = 0;
+	bool any = false;
+	for (nfds_t i = 0; i < n; i++) {
+		struct zs *z = zs_get(fds[i].fd);
+		if (!z || z->kind != K_CONN)
+			continue;
+		any = true;
+		int rev = conn_ready(z, fds[i].events);
+		if (rev)
+			ready++;
+	}
+	if (!any)
+		return use_ppoll ? real.ppoll(fds, n, ts, sig) : real.poll(fds, n, tmo_ms);
+	struct timespec zero = {0, 0};
+	int r = use_ppoll ? real.ppoll(fds, n, ready ? &zero : ts, sig)
+			  : real.poll(fds, n, ready ? 0 : tmo_ms);
+	if (r < 0)
+		return r;
+	/* the kernel's view of upgraded sockets is only the doorbell: replace it */
+	int count = 0;
+	for (nfds_t i = 0; i < n; i++) {
+		struct zs *z = zs_get(fds[i].fd);
+		if (z && z->kind == K_CONN) {
+			pthread_mutex_lock(&z->lock);
+			fds[i].revents = (short)zl_sock_poll(z->s, fds[i].events);
+			pthread_mutex_unlock(&z->lock);
+		}
+		if (fds[i].revents)
+			count++;
+	}
+	return count;
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int tmo)
+{
+	INIT();
+	uint64_t t0 = zl__now_ns();
+	for (;;) {
+		int r = poll_common(fds, n, tmo_left(tmo, t0), NULL, NULL, false);
+		if (r != 0 || tmo_left(tmo, t0) == 0)
+			return r;
+	}
+}
+
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *sig)
+{
+	INIT();
+	return poll_common(fds, n, -1, ts, sig, true);
+}
+
+static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv,
+			 const struct timespec *ts, const sigset_t *sig, bool use_p)
+{
+	bool any = false;
+	int ready = 0;
+	for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
+		struct zs *z = zs_get(fd);
+		if (!z || z->kind != K_CONN)
+			continue;
+		int ev = (r && FD_ISSET(fd, r) ? POLLIN : 0) | (w && FD_ISSET(fd, w) ? POLLOUT : 0);
+		if (!ev)
+			continue;
+		any = true;
+		if (conn_ready(z, ev))
+			ready++;
+	}
+	if (!any)
+		return use_p ? real.pselect(nfds, r, w, e, ts, sig) : real.select(nfds, r, w, e, tv);
+	fd_set r0, w0;
+	FD_ZERO(&r0);
+	FD_ZERO(&w0);
+	if (r)
+		r0 = *r;
+	if (w)
+		w0 = *w;
+	struct timeval tz = {0, 0};
+	struct timespec sz = {0, 0};
+	int n = use_p ? real.pselect(nfds, r, w, e, ready ? &sz : ts, sig)
+		      : real.select(nfds, r, w, e, ready ? &tz : tv);
+	if (n < 0)
+		return n;
+	int count = 0;
+	for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
+		struct zs *z = zs_get(fd);
+		if (z && z->kind == K_CONN) {
+			int ev = (FD_ISSET(fd, &r0) ? POLLIN : 0) | (FD_ISSET(fd, &w0) ? POLLOUT : 0);
+			int rev = 0;
+			if (ev) {
+				pthread_mutex_lock(&z->lock);
+				rev = zl_sock_poll(z->s, ev | POLLRDHUP);
+				pthread_mutex_unlock(&z->lock);
+			}
+			if (r) {
+				if ((ev & POLLIN) && (rev & (POLLIN | POLLHUP | POLLERR)))
+					FD_SET(fd, r);
+				else
+					FD_CLR(fd, r);
+			}
+			if (w) {
+				if ((ev & POLLOUT) && (rev & (POLLOUT | POLLHUP | POLLERR)))
+					FD_SET(fd, w);
+				else
+					FD_CLR(fd, w);
+			}
+		}
+		count += (r && FD_ISSET(fd, r)) + (w && FD_ISSET(fd, w)) + (e && FD_ISSET(fd, e));
+	}
+	return count;
+}
+
+EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	INIT();
+	return select_common(nfds, r, w, e, tv, NULL, NULL, false);
+}
+
+EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
+		   const sigset_t *sig)
+{
+	INIT();
+	return select_common(nfds, r, w, e, NULL, ts, sig, true);
+}
+
+/* epoll: the shim remembers which upgraded descriptors each epoll set
+ * watches, with their events and data, so that epoll_wait can report what
+ * their channels hold before the kernel sleeps. */
+struct ep_watch {
+	int epfd, fd;
+	uint32_t events;
+	epoll_data_t data;
+	bool disabled; /* EPOLLONESHOT reported, until EPOLL_CTL_MOD */
+	struct ep_watch *next;
+};
+static struct ep_watch *watches;
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A closed descriptor leaves the epoll sets it was in (as the kernel does
+ * once it was the last one), and a closed epoll set forgets its watches. */
+static void watches_forget(int fd)
+{
+	if (!__atomic_load_n(&watches, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&watch_lock);
+	for (struct ep_watch **pp = &watches; *pp;) {
+		struct ep_watch *w = *pp;
+		if (w->fd == fd || w->epfd == fd) {
+			*pp = w->next;
+			free(w);
+		} else {
+			pp = &w->next;
+		}
+	}
+	pthread_mutex_unlock(&watch_lock);
+}
+
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	INIT();
+	int r = real.epoll_ctl(epfd, op, fd, ev);
+	if (r < 0)
+		return r;
+	struct zs *z = zs_get(fd);
+	pthread_mutex_lock(&watch_lock);
+	struct ep_watch **pp = &watches;
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->epfd == epfd && (*pp)->fd == fd)
+			break;
+	if (op == EPOLL_CTL_DEL) {
+		if (*pp) {
+			struct ep_watch *w = *pp;
+			*pp = w->next;
+			free(w);
+		}
+	} else if (z && z->kind == K_CONN && ev) {
+		struct ep_watch *w = *pp;
+		if (!w && (w = calloc(1, sizeof(*w)))) {
+			w->epfd = epfd;
+			w->fd = fd;
+			w->next = watches;
+			watches = w;
+		}
+		if (w) {
+			w->events = ev->events;
+			w->data = ev->data;
+			w->disabled = false;
+		}
+	}
+	pthread_mutex_unlock(&watch_lock);
+	return r;
+}
+
+static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const sigset_t *sig,
+		      bool use_p, bool *dropped)
+{
+	int n = 0;
+	bool any = false;
+	pthread_mutex_lock(&watch_lock);
+	for (struct ep_watch *w = watches; w; w = w->next) {
+		if (w->epfd != epfd || w->disabled)
+			continue;
+		struct zs *z = zs_get(w->fd);
+		if (!z || z->kind != K_CONN)
+			continue;
+		any = true;
+		if (n >= max)
+			continue;
+		int rev = conn_ready(z, (int)(w->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP)));
+		/* EPOLLOUT alone is what the kernel reports too (the socket
+		 * is writable): leave it to the kernel when nothing else */
+		if (rev & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) {
+			evs[n].events = (uint32_t)rev;
+			evs[n].data = w->data;
+			if (w->events & EPOLLONESHOT)
+				w->disabled = true;
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&watch_lock);
+	if (!any)
+		return use_p ? real.epoll_pwait(epfd, evs, max, tmo, sig)
+			     : real.epoll_wait(epfd, evs, max, tmo);
+	int k = use_p ? real.epoll_pwait(epfd, evs + n, max - n, n ? 0 : tmo, sig)
+		      : real.epoll_wait(epfd, evs + n, max - n, n ? 0 : tmo);
+	if (k < 0)
+		return n ? n : k;
+	/* events from the kernel on upgraded descriptors are doorbells: say
+	 * what the channel holds instead, and drop them if nothing */
+	int out = n;
+	for (int i = n; i < n + k; i++) {
+		struct ep_watch *w = NULL;
+		pthread_mutex_lock(&watch_lock);
+		for (struct ep_watch *x = watches; x; x = x->next)
+			if (x->epfd == epfd && memcmp(&x->data, &evs[i].data, sizeof(x->data)) == 0)
+				w = x;
+		struct zs *z = w ? zs_get(w->fd) : NULL;
+		uint32_t wev = w ? w->events : 0;
+		pthread_mutex_unlock(&watch_lock);
+		if (z && z->kind == K_CONN) {
+			bool dup = false;
+			for (int j = 0; j < n; j++)
+				if (memcmp(&evs[j].data, &evs[i].data, sizeof(evs[i].data)) == 0)
+					dup = true;
+			if (dup)
+				continue;
+			pthread_mutex_lock(&z->lock);
+			int rev = zl_sock_poll(z->s, (int)(wev & (EPOLLIN | EPOLLOUT | EPOLLRDHUP)));
+			if (!(rev & POLLOUT) && (wev & EPOLLOUT))
+				zl_sock_arm(z->s, POLLOUT);
+			pthread_mutex_unlock(&z->lock);
+			if (!rev) {
+				*dropped = true;
+				continue;
+			}
+			evs[i].events = (uint32_t)rev;
+		}
+		evs[out++] = evs[i];
+	}
+	return out;
+}
+
+/* Milliseconds left of a timeout that started at t0 (-1: forever). */
+static int tmo_left(int tmo, uint64_t t0)
+{
+	if (tmo < 0)
+		return -1;
+	uint64_t el = (zl__now_ns() - t0) / 1000000u;
+	return el >= (uint64_t)tmo ? 0 : tmo - (int)el;
+}
+
+static int epoll_common(int epfd, struct epoll_event *evs, int max, int tmo, const sigset_t *sig,
+			bool use_p)
+{
+	uint64_t t0 = zl__now_ns();
+	for (;;) {
+		bool dropped = false;
+		int n = epoll_once(epfd, evs, max, tmo_left(tmo, t0), sig, use_p, &dropped);
+		/* woken by doorbells only (the data was read meanwhile): the
+		 * program asked to wait, so wait on */
+		if (n != 0 || !dropped || tmo_left(tmo, t0) == 0)
+			return n;
+	}
+}
+
+EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int tmo)
+{
+	INIT();
+	return epoll_common(epfd, evs, max, tmo, NULL, false);
+}
+
+EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int tmo, const sigset_t *sig)
+{
+	INIT();
+	return epoll_common(epfd, evs, max, tmo, sig, true);
+}
