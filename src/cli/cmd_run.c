@@ -23,18 +23,17 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: zerolink run [--spin=US] [--off] [--debug] -- PROGRAM [ARGS...]\n"
-		"\n"
-		"Run PROGRAM so that its TCP connections to programs on this host that\n"
-		"also run under zerolink are carried over shared memory. Connections to\n"
-		"anything else use the kernel, unchanged.\n"
-		"\n"
-		"  --spin=US  how long a blocked call busy-polls before it sleeps, in\n"
-		"             microseconds (0: sleep at once; default: adaptive, up\n"
-		"             to $ZEROLINK_SPIN_US or 10)\n"
-		"  --off      load the shim but keep every connection on the kernel path\n"
-		"  --debug    say on stderr which connections are carried\n");
+	fprintf(f, "usage: zerolink run [--spin=US] [--off] [--debug] -- PROGRAM [ARGS...]\n"
+		   "\n"
+		   "Run PROGRAM so that its TCP connections to programs on this host that\n"
+		   "also run under zerolink are carried over shared memory. Connections to\n"
+		   "anything else use the kernel, unchanged.\n"
+		   "\n"
+		   "  --spin=US  how long a blocked call busy-polls before it sleeps, in\n"
+		   "             microseconds (0: sleep at once; default: adaptive, up\n"
+		   "             to $ZEROLINK_SPIN_US or 10)\n"
+		   "  --off      load the shim but keep every connection on the kernel path\n"
+		   "  --debug    say on stderr which connections are carried\n");
 }
 
 /* The shim: $ZEROLINK_PRELOAD, else next to this program (a build tree),
@@ -74,7 +73,8 @@ int cmd_run(int argc, char **argv)
 			char *end;
 			double us = strtod(optarg, &end);
 			if (*end || us < 0) {
-				fprintf(stderr, "zerolink run: --spin takes microseconds, not '%s'\n",
+				fprintf(stderr,
+					"zerolink run: --spin takes microseconds, not '%s'\n",
 					optarg);
 				return 2;
 			}

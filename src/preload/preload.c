@@ -56,6 +56,7 @@
 
 #include <zerolink/zerolink.h>
 
+#include "../lib/barrier.h"
 #include "../lib/internal.h"
 #include "../sock/sock_internal.h"
 
@@ -128,7 +129,7 @@ static void shim_init(void);
 #define INIT()                                                                                     \
 	do {                                                                                       \
 		if (__builtin_expect(!real.close, 0))                                              \
-			shim_init();                                                       \
+			shim_init();                                                               \
 	} while (0)
 
 __attribute__((constructor)) static void shim_init(void)
@@ -168,7 +169,7 @@ __attribute__((constructor)) static void shim_init(void)
 	const char *e = getenv("ZEROLINK_SOCKETS");
 	enabled = !(e && strcmp(e, "0") == 0);
 	e = getenv("ZEROLINK_DEBUG");
-	debug = e && *e && strcmp(e, "0") != 0;
+	debug = e && *e ? atoi(e) : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -180,11 +181,13 @@ enum kind { K_LISTEN = 1, K_CONN = 2 };
  * dup() made of it. */
 struct zs {
 	enum kind kind;
-	int refs;   /* descriptors of this process naming it */
-	int bell;   /* our own duplicate of the kernel socket: the doorbell */
+	int refs;    /* descriptors of this process naming it */
+	int bell;    /* our own duplicate of the kernel socket: the doorbell */
 	bool forked; /* another process may hold the connection too */
 	bool nonblock;
-	bool kconn; /* the kernel connection is known to be established */
+	bool kconn;                   /* the kernel connection is known to be established */
+	struct sockaddr_storage peer; /* its peer's address, once known */
+	socklen_t peerlen;
 	pthread_mutex_t lock;
 	struct zl_sock *s;
 };
@@ -358,7 +361,8 @@ static bool addr_local(int family, const void *a)
 		if (family == AF_INET)
 			found = memcmp(&((struct sockaddr_in *)i->ifa_addr)->sin_addr, a, 4) == 0;
 		else
-			found = memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, a, 16) == 0;
+			found = memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, a, 16) ==
+				0;
 	}
 	freeifaddrs(ifa);
 	return found;
@@ -385,6 +389,8 @@ static void chan_opts(struct zl_chan_opts *co)
 		co->flags |= ZL_CHAN_NOSPIN;
 }
 
+static int kconn_check(int fd, struct zs *z);
+
 /* Wrap a channel as the connection behind descriptor fd. */
 static int conn_attach(int fd, struct zl_chan *ch, bool pending, bool kconn)
 {
@@ -406,7 +412,9 @@ static int conn_attach(int fd, struct zl_chan *ch, bool pending, bool kconn)
 		free(z);
 		return err;
 	}
-	z->kconn = kconn;
+	z->kconn = false;
+	if (kconn)
+		kconn_check(fd, z);
 	return 0;
 }
 
@@ -574,6 +582,8 @@ static int kconn_check(int fd, struct zs *z)
 	struct sockaddr_storage ss;
 	socklen_t l = sizeof(ss);
 	if (getpeername(fd, (struct sockaddr *)&ss, &l) == 0) {
+		z->peer = ss;
+		z->peerlen = l;
 		z->kconn = true;
 		return 0;
 	}
@@ -581,20 +591,6 @@ static int kconn_check(int fd, struct zs *z)
 	l = sizeof(err);
 	real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
 	return err ? -err : -EAGAIN;
-}
-
-/* Has every other holder of the connection closed it? (the kernel
- * connection reads end of file: bytes on it are doorbells only) */
-static bool peer_hung_up(struct zs *z)
-{
-	char b[64];
-	ssize_t r;
-	do
-		r = real.recv(z->bell, b, sizeof(b), MSG_DONTWAIT);
-	while (r > 0);
-	if (r == 0)
-		return true;
-	return r < 0 && (errno == ECONNRESET || errno == EPIPE);
 }
 
 static ssize_t conn_recv(int fd, struct zs *z, const struct iovec *iov, int n, int flags,
@@ -606,28 +602,16 @@ static ssize_t conn_recv(int fd, struct zs *z, const struct iovec *iov, int n, i
 	if (err)
 		return err;
 	bool wait = !z->nonblock && !(flags & MSG_DONTWAIT);
-	size_t want = 0;
-	for (int i = 0; i < n; i++)
-		want += iov[i].iov_len;
+	/* No arming here when the lane runs dry: a program waits in poll,
+	 * select or epoll_wait, which look at the channel and arm it before
+	 * they sleep; a blocking read arms in zl_sock_wait(). */
 	for (;;) {
 		pthread_mutex_lock(&z->lock);
 		ssize_t r = zl_sock_recvv(z->s, iov, n, flags | MSG_DONTWAIT, oflags);
-		if ((r == -EAGAIN || (r >= 0 && (size_t)r < want && r > 0)) &&
-		    !(flags & MSG_PEEK)) {
-			/* the lane is empty: arm, so that the peer rings the
-			 * kernel socket for what comes next (an edge-triggered
-			 * waiter needs that), unless data came meanwhile */
-			int a = zl_sock_arm(z->s, POLLIN);
-			if (a == 1 && r == -EAGAIN) {
-				pthread_mutex_unlock(&z->lock);
-				continue;
-			}
-			if (r == -EAGAIN && peer_hung_up(z) &&
-			    (r = zl_sock_recvv(z->s, iov, n, flags | MSG_DONTWAIT, oflags)) ==
-				    -EAGAIN)
-				r = 0; /* every holder of the other end closed it */
-		}
 		pthread_mutex_unlock(&z->lock);
+		if (debug > 1)
+			dbg("recv fd %d n %d len %zu flags %#x -> %zd", fd, n,
+			    n ? iov[0].iov_len : 0, flags, r);
 		if (r != -EAGAIN || !wait)
 			return r;
 		int w = zl_sock_wait(z->s, POLLIN, -1);
@@ -648,8 +632,6 @@ static ssize_t conn_send(int fd, struct zs *z, const struct iovec *iov, int n, i
 	for (;;) {
 		pthread_mutex_lock(&z->lock);
 		r = zl_sock_sendv(z->s, iov, n, (flags & ~MSG_NOSIGNAL) | MSG_DONTWAIT);
-		if (r == -EAGAIN)
-			zl_sock_arm(z->s, POLLOUT);
 		pthread_mutex_unlock(&z->lock);
 		if (r != -EAGAIN || !wait)
 			break;
@@ -733,8 +715,9 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockadd
 	ssize_t r = conn_recv(fd, z, &v, 1, flags, NULL);
 	if (r >= 0 && from && fl) {
 		/* as TCP does: the peer's address */
-		if (getpeername(fd, from, fl) < 0)
-			*fl = 0;
+		socklen_t k = *fl < z->peerlen ? *fl : z->peerlen;
+		memcpy(from, &z->peer, k);
+		*fl = z->peerlen;
 	}
 	return ret_errno(r);
 }
@@ -762,11 +745,9 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 		m->msg_flags = of;
 		m->msg_controllen = 0;
 		if (m->msg_name && m->msg_namelen) {
-			socklen_t l = m->msg_namelen;
-			if (getpeername(fd, m->msg_name, &l) == 0)
-				m->msg_namelen = l;
-			else
-				m->msg_namelen = 0;
+			socklen_t k = m->msg_namelen < z->peerlen ? m->msg_namelen : z->peerlen;
+			memcpy(m->msg_name, &z->peer, k);
+			m->msg_namelen = z->peerlen;
 		}
 	}
 	return ret_errno(r);
@@ -954,12 +935,13 @@ static int tmo_left(int tmo, uint64_t t0);
 
 /* What the channel says of an upgraded descriptor (POLL* bits), arming it
  * when nothing is ready so that the peer rings the kernel socket. */
-static int conn_ready(struct zs *z, int events)
+static int conn_ready(struct zs *z, int events, bool arm)
 {
 	int want = events & (POLLIN | POLLOUT | POLLRDHUP);
 	pthread_mutex_lock(&z->lock);
 	int rev = zl_sock_poll(z->s, want);
-	if (!(rev & (want | POLLERR | POLLHUP)) && zl_sock_arm(z->s, want ? want : POLLIN) == 1)
+	if (arm && !(rev & (want | POLLERR | POLLHUP)) &&
+	    zl_sock_arm(z->s, want ? want : POLLIN) == 1)
 		rev = zl_sock_poll(z->s, want);
 	pthread_mutex_unlock(&z->lock);
 	return rev;
@@ -977,7 +959,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int tmo_ms, const struct ti
 		if (!z || z->kind != K_CONN)
 			continue;
 		any = true;
-		int rev = conn_ready(z, fds[i].events);
+		int rev = conn_ready(z, fds[i].events, true);
 		if (rev)
 			ready++;
 	}
@@ -1033,11 +1015,12 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timev
 		if (!ev)
 			continue;
 		any = true;
-		if (conn_ready(z, ev))
+		if (conn_ready(z, ev, true))
 			ready++;
 	}
 	if (!any)
-		return use_p ? real.pselect(nfds, r, w, e, ts, sig) : real.select(nfds, r, w, e, tv);
+		return use_p ? real.pselect(nfds, r, w, e, ts, sig)
+			     : real.select(nfds, r, w, e, tv);
 	fd_set r0, w0;
 	FD_ZERO(&r0);
 	FD_ZERO(&w0);
@@ -1055,7 +1038,8 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timev
 	for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
 		struct zs *z = zs_get(fd);
 		if (z && z->kind == K_CONN) {
-			int ev = (FD_ISSET(fd, &r0) ? POLLIN : 0) | (FD_ISSET(fd, &w0) ? POLLOUT : 0);
+			int ev = (FD_ISSET(fd, &r0) ? POLLIN : 0) |
+				 (FD_ISSET(fd, &w0) ? POLLOUT : 0);
 			int rev = 0;
 			if (ev) {
 				pthread_mutex_lock(&z->lock);
@@ -1162,7 +1146,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 }
 
 static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const sigset_t *sig,
-		      bool use_p, bool *dropped)
+		      bool use_p, bool *dropped, bool spin, bool *any_up)
 {
 	int n = 0;
 	bool any = false;
@@ -1176,7 +1160,8 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 		any = true;
 		if (n >= max)
 			continue;
-		int rev = conn_ready(z, (int)(w->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP)));
+		int rev =
+			conn_ready(z, (int)(w->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP)), !spin);
 		/* EPOLLOUT alone is what the kernel reports too (the socket
 		 * is writable): leave it to the kernel when nothing else */
 		if (rev & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) {
@@ -1188,6 +1173,9 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 		}
 	}
 	pthread_mutex_unlock(&watch_lock);
+	*any_up = any;
+	if (spin && (n || tmo != 0))
+		return n; /* spinning: the kernel is asked now and then only (tmo 0) */
 	if (!any)
 		return use_p ? real.epoll_pwait(epfd, evs, max, tmo, sig)
 			     : real.epoll_wait(epfd, evs, max, tmo);
@@ -1215,7 +1203,8 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 			if (dup)
 				continue;
 			pthread_mutex_lock(&z->lock);
-			int rev = zl_sock_poll(z->s, (int)(wev & (EPOLLIN | EPOLLOUT | EPOLLRDHUP)));
+			int rev =
+				zl_sock_poll(z->s, (int)(wev & (EPOLLIN | EPOLLOUT | EPOLLRDHUP)));
 			if (!(rev & POLLOUT) && (wev & EPOLLOUT))
 				zl_sock_arm(z->s, POLLOUT);
 			pthread_mutex_unlock(&z->lock);
@@ -1239,13 +1228,61 @@ static int tmo_left(int tmo, uint64_t t0)
 	return el >= (uint64_t)tmo ? 0 : tmo - (int)el;
 }
 
+/* The busy-polling policy of poll, select and epoll_wait on sets with
+ * upgraded descriptors: spin for the budget ($ZEROLINK_SPIN_US, 10 us by
+ * default), halving it each time spinning finds nothing, down to an eighth,
+ * and back to the whole budget when it finds something. A program that
+ * waits long sleeps in the kernel as usual, so an idle one costs no CPU. */
+static _Atomic int64_t spin_cur = -1;
+
+static int64_t spin_budget(void)
+{
+	int64_t b = atomic_load_explicit(&spin_cur, memory_order_relaxed);
+	if (b < 0) {
+		const char *e = getenv("ZEROLINK_SPIN_US");
+		b = e && *e ? (int64_t)(strtod(e, NULL) * 1000.0) : 10000;
+		atomic_store_explicit(&spin_cur, b, memory_order_relaxed);
+	}
+	return b;
+}
+
+static void spin_result(bool found)
+{
+	const char *e = getenv("ZEROLINK_SPIN_US");
+	int64_t full = e && *e ? (int64_t)(strtod(e, NULL) * 1000.0) : 10000;
+	int64_t b = atomic_load_explicit(&spin_cur, memory_order_relaxed);
+	b = found ? full : (b / 2 > full / 8 ? b / 2 : full / 8);
+	atomic_store_explicit(&spin_cur, b, memory_order_relaxed);
+}
+
 static int epoll_common(int epfd, struct epoll_event *evs, int max, int tmo, const sigset_t *sig,
 			bool use_p)
 {
 	uint64_t t0 = zl__now_ns();
+	int64_t budget = tmo != 0 ? spin_budget() : 0;
+	if (budget > 0) {
+		for (uint32_t i = 0;; i++) {
+			bool dropped = false, any = false;
+			/* the channels every time, the kernel every 16th */
+			int n = epoll_once(epfd, evs, max, (i & 15) ? -1 : 0, sig, use_p, &dropped,
+					   true, &any);
+			if (!any)
+				break; /* nothing upgraded in this set: no spinning */
+			if (n != 0) {
+				spin_result(true);
+				return n;
+			}
+			if ((int64_t)(zl__now_ns() - t0) >= budget) {
+				spin_result(false);
+				break;
+			}
+			zl_cpu_relax();
+		}
+	}
 	for (;;) {
-		bool dropped = false;
-		int n = epoll_once(epfd, evs, max, tmo_left(tmo, t0), sig, use_p, &dropped);
+		bool dropped = false, any = false;
+		int n = epoll_once(epfd, evs, max, tmo_left(tmo, t0), sig, use_p, &dropped, false,
+				   &any);
 		/* woken by doorbells only (the data was read meanwhile): the
 		 * program asked to wait, so wait on */
 		if (n != 0 || !dropped || tmo_left(tmo, t0) == 0)
