@@ -307,6 +307,25 @@ static inline void kick_peer(struct zl_chan *ch, uint32_t want)
 static void kicks_clear(struct zl_chan *ch)
 {
 	if (ch->bell >= 0) {
+		/* The peer counts its kicks in its half, after sending each:
+		 * when we have drained as many, nothing waits on the socket
+		 * (a byte whose count we do not see yet is drained next time,
+		 * a spurious wake-up at worst) and the system call is saved. */
+		uint64_t k = ch->peer ? zl_read_once(&ch->peer->cnt.kicks) : ~0ull;
+		if (k == ch->bell_seen)
+			return;
+		zl__chan_bell_drain(ch);
+		ch->bell_seen = k;
+		return;
+	}
+	uint64_t v;
+	ssize_t r = read(ch->efd, &v, sizeof(v));
+	(void)r;
+}
+
+void zl__chan_bell_drain(struct zl_chan *ch)
+{
+	if (ch->bell >= 0) {
 		char b[64];
 		ssize_t r;
 		do
@@ -317,11 +336,7 @@ static void kicks_clear(struct zl_chan *ch)
 			ch->bell_eof = true;
 			epoll_ctl(ch->ep, EPOLL_CTL_DEL, ch->bell, NULL);
 		}
-		return;
 	}
-	uint64_t v;
-	ssize_t r = read(ch->efd, &v, sizeof(v));
-	(void)r;
 }
 
 static bool peer_alive_check(struct zl_chan *ch)
@@ -1951,7 +1966,10 @@ int zl__chan_arm(struct zl_chan *ch, unsigned what)
 		zl_write_once(&ch->me->sleep, (gen << 2) | what);
 		return 0;
 	}
-	if (ctl_drain(ch))
+	/* A channel rung through a socket learns of a hang-up from that
+	 * socket's end of file and from the liveness checks of its reads;
+	 * others look at the control socket now. */
+	if (ch->bell < 0 && ctl_drain(ch))
 		return ch->err;
 	kicks_clear(ch);
 	rx_flush(ch);
@@ -2044,6 +2062,30 @@ int zl__chan_writable(struct zl_chan *ch, uint32_t len)
 	if (fr < 0)
 		return (int)fr;
 	return fr >= need;
+}
+
+uint32_t zl__chan_tx_room(struct zl_chan *ch)
+{
+	if (!ch->peer) {
+		uint32_t fr = ch->tx_size - (ch->tx_prod - ch->tx_cons_seen);
+		uint32_t pos = ch->tx_prod & (ch->tx_size - 1);
+		uint32_t contig = ch->tx_size - pos < fr ? ch->tx_size - pos : fr;
+		/* what fits before the ring's end, or after padding to it */
+		uint32_t best = contig > fr - contig ? contig : fr - contig;
+		return best ? (best - 1) * 64u + ZL_SLOT_INLINE_HEAD : 0;
+	}
+	if (send_status(ch))
+		return 0;
+	int64_t fr = tx_free(ch, ch->tx_size);
+	if (fr <= 0)
+		return 0;
+	uint32_t pos = ch->tx_prod & (ch->tx_size - 1);
+	uint32_t f = (uint32_t)fr;
+	uint32_t contig = ch->tx_size - pos < f ? ch->tx_size - pos : f;
+	uint32_t best = contig > f - contig ? contig : f - contig;
+	uint32_t len = best ? (best - 1) * 64u + ZL_SLOT_INLINE_HEAD : 0;
+	uint32_t me = max_entry(ch->tx_size);
+	return len < me ? len : me;
 }
 
 bool zl__chan_tx_idle(struct zl_chan *ch)
@@ -2187,7 +2229,8 @@ struct zl_chan *zl__chan_new(struct zl_ctx *ctx, const struct zl_chan_opts *opts
 	 * and the channel spins first (so that sleeping, and its system call,
 	 * comes only after a wait of its own); a channel that blocks at once
 	 * keeps plain fences, which add nothing to its wake-up path. */
-	ch->my_mb = zl__mb_ready && ch->spin_ns > 0;
+	ch->my_mb =
+		zl__mb_ready && ch->spin_ns > 0 && !(opts && (opts->flags & ZL__CHAN_PLAIN_FENCE));
 	if (ch->my_mb)
 		h->flags |= ZL_HALF_F_MB;
 	ch->state = ZL_CHAN_OPEN;

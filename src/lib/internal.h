@@ -158,10 +158,11 @@ struct zl_chan {
 	unsigned ndown, nup;
 
 	int efd, peer_efd, ctl, ep;
-	int bell;         /* kicks travel as bytes on this socket (zl__chan_set_bell), or -1 */
-	bool bell_eof;    /* the bell socket read end of file: the peer's end is gone */
-	int64_t spin_ns;  /* configured budget */
-	int64_t spin_cur; /* adaptive budget */
+	int bell;           /* kicks travel as bytes on this socket (zl__chan_set_bell), or -1 */
+	bool bell_eof;      /* the bell socket read end of file: the peer's end is gone */
+	uint64_t bell_seen; /* the peer's kick count when we last drained the bell */
+	int64_t spin_ns;    /* configured budget */
+	int64_t spin_cur;   /* adaptive budget */
 	uint32_t sleep_gen;
 	bool my_mb;       /* we call membarrier() before sleeping (ZL_HALF_F_MB) */
 	bool peer_mb;     /* the peer does: as a registered waker we need no fence */
@@ -189,6 +190,10 @@ void zl__chan_free(struct zl_chan *ch);
  * whose two ends the peers hold, so that the socket polls readable when the
  * channel has work; arming for one direction; sizes and space. */
 int zl__chan_set_bell(struct zl_chan *ch, int fd);
+void zl__chan_bell_drain(struct zl_chan *ch);
+/* zl_chan_opts.flags, internal: plain fences on the wake-up path instead of
+ * membarrier() (a channel that arms often, as the preload shim's do). */
+#define ZL__CHAN_PLAIN_FENCE 0x80000000u
 int zl__chan_arm(struct zl_chan *ch, unsigned what);
 void zl__chan_disarm(struct zl_chan *ch);
 uint32_t zl__chan_max_msg(const struct zl_chan *ch);
@@ -198,6 +203,8 @@ int zl__chan_writable(struct zl_chan *ch, uint32_t len);
 int zl__chan_send_early(struct zl_chan *ch, const struct iovec *iov, int n, uint32_t total);
 bool zl__chan_early_room(const struct zl_chan *ch, uint32_t len);
 bool zl__chan_tx_idle(struct zl_chan *ch);
+/* The largest message that fits in the lane now, without waiting. */
+uint32_t zl__chan_tx_room(struct zl_chan *ch);
 /* zl_connect() in two steps: the channel is usable for sending once begun
  * (its lane is ours); the peer's half arrives when the listener accepts. */
 int zl__connect_begin(struct zl_ctx *ctx, const char *service, const struct zl_chan_opts *opts,

@@ -379,9 +379,22 @@ static int64_t shim_spin_ns(void)
 static void chan_opts(struct zl_chan_opts *co)
 {
 	memset(co, 0, sizeof(*co));
-	co->slots = 4096;
+	/* the lane is the connection's buffer in each direction: 1 MiB by
+	 * default, as much as a kernel socket holds once tuned */
+	co->slots = 16384;
+	const char *e = getenv("ZEROLINK_SOCK_KB");
+	if (e && *e) {
+		unsigned long kb = strtoul(e, NULL, 10);
+		uint32_t sl = 64;
+		while (sl < 65536 && (uint64_t)sl * 64 < kb * 1024)
+			sl <<= 1;
+		co->slots = sl;
+	}
 	co->lend = 16;
 	co->mode = ZL_MODE_ISOLATED;
+	/* poll, select and epoll_wait arm the channels of a set each time
+	 * they sleep: plain fences cost less there than membarrier() */
+	co->flags = ZL__CHAN_PLAIN_FENCE;
 	int64_t sp = shim_spin_ns();
 	if (sp > 0)
 		co->spin_ns = sp;
@@ -949,11 +962,70 @@ static int conn_ready(struct zs *z, int events, bool arm)
 
 /* poll(2) with upgraded descriptors: those ready on their channel answer at
  * once; the kernel waits for the others and for the doorbells. */
+static int64_t spin_budget(void);
+static void spin_result(bool found);
+
+/* Spin phase of poll(): the channels of the upgraded descriptors each
+ * time, the kernel (without waiting) every 16th. Returns the count ready,
+ * 0 when the budget ran out, -1 when the set has nothing upgraded. */
+static int poll_spin(struct pollfd *fds, nfds_t n)
+{
+	int64_t budget = spin_budget();
+	if (budget <= 0)
+		return 0;
+	uint64_t t0 = zl__now_ns();
+	for (uint32_t i = 0;; i++) {
+		int ready = 0;
+		bool any = false;
+		for (nfds_t k = 0; k < n; k++) {
+			struct zs *z = zs_get(fds[k].fd);
+			if (!z || z->kind != K_CONN)
+				continue;
+			any = true;
+			if (conn_ready(z, fds[k].events, false))
+				ready++;
+		}
+		if (!any)
+			return -1;
+		if (ready || (i & 15) == 15) {
+			int r = real.poll(fds, n, 0);
+			if (r < 0)
+				return r;
+			int count = 0;
+			for (nfds_t k = 0; k < n; k++) {
+				struct zs *z = zs_get(fds[k].fd);
+				if (z && z->kind == K_CONN) {
+					pthread_mutex_lock(&z->lock);
+					fds[k].revents = (short)zl_sock_poll(z->s, fds[k].events);
+					pthread_mutex_unlock(&z->lock);
+				}
+				if (fds[k].revents)
+					count++;
+			}
+			if (count) {
+				spin_result(true);
+				return count;
+			}
+		}
+		if ((int64_t)(zl__now_ns() - t0) >= budget) {
+			spin_result(false);
+			return 0;
+		}
+		zl_cpu_relax();
+	}
+}
+
 static int poll_common(struct pollfd *fds, nfds_t n, int tmo_ms, const struct timespec *ts,
 		       const sigset_t *sig, bool use_ppoll)
 {
 	int ready = 0;
 	bool any = false;
+	bool waits = use_ppoll ? (!ts || ts->tv_sec || ts->tv_nsec) : tmo_ms != 0;
+	if (waits) {
+		int r = poll_spin(fds, n);
+		if (r > 0 || (r < 0 && r != -1))
+			return r;
+	}
 	for (nfds_t i = 0; i < n; i++) {
 		struct zs *z = zs_get(fds[i].fd);
 		if (!z || z->kind != K_CONN)
@@ -975,8 +1047,11 @@ static int poll_common(struct pollfd *fds, nfds_t n, int tmo_ms, const struct ti
 	for (nfds_t i = 0; i < n; i++) {
 		struct zs *z = zs_get(fds[i].fd);
 		if (z && z->kind == K_CONN) {
+			bool rung = fds[i].revents != 0;
 			pthread_mutex_lock(&z->lock);
 			fds[i].revents = (short)zl_sock_poll(z->s, fds[i].events);
+			if (rung && !fds[i].revents)
+				zl__chan_bell_drain(z->s->ch);
 			pthread_mutex_unlock(&z->lock);
 		}
 		if (fds[i].revents)
@@ -1002,66 +1077,78 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const 
 	return poll_common(fds, n, -1, ts, sig, true);
 }
 
+/* select(2) over upgraded descriptors: done as poll(2), which knows how. */
 static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv,
 			 const struct timespec *ts, const sigset_t *sig, bool use_p)
 {
 	bool any = false;
-	int ready = 0;
-	for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
+	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && !any; fd++) {
 		struct zs *z = zs_get(fd);
-		if (!z || z->kind != K_CONN)
-			continue;
-		int ev = (r && FD_ISSET(fd, r) ? POLLIN : 0) | (w && FD_ISSET(fd, w) ? POLLOUT : 0);
-		if (!ev)
-			continue;
-		any = true;
-		if (conn_ready(z, ev, true))
-			ready++;
+		any = z && z->kind == K_CONN && ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)));
 	}
 	if (!any)
 		return use_p ? real.pselect(nfds, r, w, e, ts, sig)
 			     : real.select(nfds, r, w, e, tv);
-	fd_set r0, w0;
-	FD_ZERO(&r0);
-	FD_ZERO(&w0);
-	if (r)
-		r0 = *r;
-	if (w)
-		w0 = *w;
-	struct timeval tz = {0, 0};
-	struct timespec sz = {0, 0};
-	int n = use_p ? real.pselect(nfds, r, w, e, ready ? &sz : ts, sig)
-		      : real.select(nfds, r, w, e, ready ? &tz : tv);
-	if (n < 0)
-		return n;
-	int count = 0;
+	struct pollfd stack[64], *pf = stack;
+	int np = 0;
 	for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
-		struct zs *z = zs_get(fd);
-		if (z && z->kind == K_CONN) {
-			int ev = (FD_ISSET(fd, &r0) ? POLLIN : 0) |
-				 (FD_ISSET(fd, &w0) ? POLLOUT : 0);
-			int rev = 0;
-			if (ev) {
-				pthread_mutex_lock(&z->lock);
-				rev = zl_sock_poll(z->s, ev | POLLRDHUP);
-				pthread_mutex_unlock(&z->lock);
+		short ev = (short)((r && FD_ISSET(fd, r) ? POLLIN : 0) |
+				   (w && FD_ISSET(fd, w) ? POLLOUT : 0) |
+				   (e && FD_ISSET(fd, e) ? POLLPRI : 0));
+		if (!ev)
+			continue;
+		if (np == 64 && pf == stack) {
+			pf = malloc(sizeof(*pf) * FD_SETSIZE);
+			if (!pf) {
+				errno = ENOMEM;
+				return -1;
 			}
-			if (r) {
-				if ((ev & POLLIN) && (rev & (POLLIN | POLLHUP | POLLERR)))
-					FD_SET(fd, r);
-				else
-					FD_CLR(fd, r);
-			}
-			if (w) {
-				if ((ev & POLLOUT) && (rev & (POLLOUT | POLLHUP | POLLERR)))
-					FD_SET(fd, w);
-				else
-					FD_CLR(fd, w);
-			}
+			memcpy(pf, stack, sizeof(stack));
 		}
-		count += (r && FD_ISSET(fd, r)) + (w && FD_ISSET(fd, w)) + (e && FD_ISSET(fd, e));
+		pf[np].fd = fd;
+		pf[np].events = ev;
+		pf[np].revents = 0;
+		np++;
 	}
-	return count;
+	int n;
+	if (use_p) {
+		n = poll_common(pf, (nfds_t)np, -1, ts, sig, true);
+	} else {
+		int tmo = -1;
+		if (tv)
+			tmo = (int)(tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000);
+		uint64_t t0 = zl__now_ns();
+		for (;;) {
+			n = poll_common(pf, (nfds_t)np, tmo_left(tmo, t0), NULL, NULL, false);
+			if (n != 0 || tmo_left(tmo, t0) == 0)
+				break;
+		}
+	}
+	if (n >= 0) {
+		int count = 0;
+		for (int i = 0; i < np; i++) {
+			int fd = pf[i].fd;
+			short rv = pf[i].revents;
+			if (pf[i].revents & POLLNVAL) {
+				n = -1;
+				errno = EBADF;
+				break;
+			}
+			if (r && FD_ISSET(fd, r) && !(rv & (POLLIN | POLLHUP | POLLERR)))
+				FD_CLR(fd, r);
+			if (w && FD_ISSET(fd, w) && !(rv & (POLLOUT | POLLERR)))
+				FD_CLR(fd, w);
+			if (e && FD_ISSET(fd, e) && !(rv & POLLPRI))
+				FD_CLR(fd, e);
+			count += (r && FD_ISSET(fd, r)) + (w && FD_ISSET(fd, w)) +
+				 (e && FD_ISSET(fd, e));
+		}
+		if (n >= 0)
+			n = count;
+	}
+	if (pf != stack)
+		free(pf);
+	return n;
 }
 
 EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
@@ -1207,6 +1294,8 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 				zl_sock_poll(z->s, (int)(wev & (EPOLLIN | EPOLLOUT | EPOLLRDHUP)));
 			if (!(rev & POLLOUT) && (wev & EPOLLOUT))
 				zl_sock_arm(z->s, POLLOUT);
+			if (!rev) /* doorbells, or the end of the kernel connection */
+				zl__chan_bell_drain(z->s->ch);
 			pthread_mutex_unlock(&z->lock);
 			if (!rev) {
 				*dropped = true;

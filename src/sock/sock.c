@@ -580,6 +580,23 @@ ZL_EXPORT ssize_t zl_sock_sendv(struct zl_sock *s, const struct iovec *iov, int 
 			voff = soff;
 			continue;
 		}
+		if (r == -EAGAIN && s->type == SOCK_STREAM) {
+			/* a stream takes what fits: the whole lane is the
+			 * socket's buffer, as the kernel's is */
+			uint32_t room = zl__chan_tx_room(s->ch);
+			if (room >= 64 && room < len) {
+				si = vi;
+				soff = voff;
+				len = iov_slice(iov, n, &si, &soff, room, v, &nv);
+				r = send_one(s, v, nv, len);
+				if (r > 0) {
+					sent += (size_t)r;
+					vi = si;
+					voff = soff;
+					continue;
+				}
+			}
+		}
 		if (r == -EAGAIN) {
 			if (sent && !may_wait(s, flags))
 				break;
