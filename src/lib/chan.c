@@ -2201,8 +2201,8 @@ struct zl_chan *zl__chan_new(struct zl_ctx *ctx, const struct zl_chan_opts *opts
 	ch->my_ret = (uint32_t *)((char *)h + h->ret_off);
 	ch->tx_size = slots;
 	ch->my_ret_size = lend;
-	ch->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	ch->ep = epoll_create1(EPOLL_CLOEXEC);
+	ch->efd = zl__fd_high(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	ch->ep = zl__fd_high(epoll_create1(EPOLL_CLOEXEC));
 	if (ch->efd < 0 || ch->ep < 0) {
 		err = -errno;
 		goto fail;
@@ -2445,6 +2445,8 @@ ZL_EXPORT int zl_chan_pair(struct zl_ctx *ctx, const struct zl_chan_opts *opts,
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
+	sv[0] = zl__fd_high(sv[0]);
+	sv[1] = zl__fd_high(sv[1]);
 	enum zl_mode mode = opts ? opts->mode : ZL_MODE_SHARED;
 	int err = 0;
 	struct zl_chan *a = zl__chan_new(ctx, opts, mode, sv[0], 0, &err);

@@ -73,8 +73,14 @@ static int spawn_broker(const char *path)
 	char exe[4200];
 	zerolinkd_path(exe, sizeof(exe));
 	char *argv[] = {"zerolinkd", "--embedded", "--socket", (char *)path, NULL};
+	/* none of the program's descriptors: a listening socket inherited by
+	 * the broker would keep its port bound after the program is gone */
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	pid_t pid;
-	int err = posix_spawn(&pid, exe, NULL, NULL, argv, environ);
+	int err = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
 	if (err)
 		return -err;
 	/* zerolinkd --embedded forks its daemon and exits once it listens. */
@@ -90,7 +96,7 @@ static int dial_once(const char *path, int *out)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	int fd = zl__fd_high(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
 	if (fd < 0)
 		return -errno;
 	int r;

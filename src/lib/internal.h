@@ -12,7 +12,9 @@
 #include <zerolink/abi/proto.h>
 #include <zerolink/zerolink.h>
 
+#ifndef ZL_EXPORT
 #define ZL_EXPORT __attribute__((visibility("default")))
+#endif
 #define ZL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define ZL_LIKELY(x) __builtin_expect(!!(x), 1)
 #define ZL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -288,6 +290,12 @@ void zl__close_fds(int *fds, int n);
 
 /* ---- misc (util.c) ---- */
 uint64_t zl__now_ns(void);
+/* Descriptors the library makes for itself (eventfds, epoll sets, memfds,
+ * control sockets, those received) go at or above zl__fd_floor when it is
+ * set (the preload shim does), out of the way of a program that sizes its
+ * tables by the numbers it expects (select(2), fd-indexed arrays). */
+extern int zl__fd_floor;
+int zl__fd_high(int fd);
 /* This process is registered for global expedited membarrier: a sleeper's
  * membarrier() reaches its threads. Set by zl__mb_init(), kept up to date
  * across fork. */

@@ -273,7 +273,7 @@ ssize_t zl__msg_recv(int fd, void *buf, size_t cap, int *fds, int *nfds, bool do
 			int rfd;
 			memcpy(&rfd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
 			if (*nfds < capfds)
-				fds[(*nfds)++] = rfd;
+				fds[(*nfds)++] = zl__fd_high(rfd);
 			else
 				close(rfd);
 		}

@@ -33,7 +33,7 @@ int zl__region_create(struct zl_ctx *ctx, uint64_t size, uint32_t flags, bool hu
 	uint64_t sz = (size + 4095) & ~(uint64_t)4095;
 	if (hugetlb) {
 		uint64_t hsz = (size + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1);
-		fd = memfd_create(nm, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB);
+		fd = zl__fd_high(memfd_create(nm, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB));
 		if (fd >= 0 && ftruncate(fd, (off_t)hsz) == 0) {
 			sz = hsz;
 		} else if (fd >= 0) {
@@ -42,7 +42,7 @@ int zl__region_create(struct zl_ctx *ctx, uint64_t size, uint32_t flags, bool hu
 		}
 	}
 	if (fd < 0) {
-		fd = memfd_create(nm, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		fd = zl__fd_high(memfd_create(nm, MFD_CLOEXEC | MFD_ALLOW_SEALING));
 		if (fd < 0)
 			return -errno;
 		if (ftruncate(fd, (off_t)sz) < 0) {

@@ -103,3 +103,16 @@ ZL_EXPORT const char *zl_strerror(int err)
 		return err < 0 ? strerror(-err) : "unknown";
 	}
 }
+
+int zl__fd_floor;
+
+int zl__fd_high(int fd)
+{
+	if (fd < 0 || zl__fd_floor <= 0 || fd >= zl__fd_floor)
+		return fd;
+	int h = fcntl(fd, F_DUPFD_CLOEXEC, zl__fd_floor);
+	if (h < 0)
+		return fd; /* the low one rather than none */
+	close(fd);
+	return h;
+}

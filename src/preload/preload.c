@@ -48,6 +48,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -97,6 +98,7 @@ static struct {
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	ssize_t (*splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
 	int (*getsockopt)(int, int, int, void *, socklen_t *);
 	int (*setsockopt)(int, int, int, const void *, socklen_t);
 } real;
@@ -164,12 +166,98 @@ __attribute__((constructor)) static void shim_init(void)
 	LOAD(epoll_wait);
 	LOAD(epoll_pwait);
 	LOAD(sendfile);
+	LOAD(splice);
 	LOAD(getsockopt);
 	LOAD(setsockopt);
 	const char *e = getenv("ZEROLINK_SOCKETS");
 	enabled = !(e && strcmp(e, "0") == 0);
 	e = getenv("ZEROLINK_DEBUG");
 	debug = e && *e ? atoi(e) : 0;
+	/* our descriptors high, out of the program's way (see zl__fd_floor) */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 64)
+		zl__fd_floor = rl.rlim_cur / 2 < 4096 ? (int)(rl.rlim_cur / 2) : 4096;
+}
+
+/* The library's own calls (see real.h): straight to the C library. */
+int zl__real_socket(int d, int t, int p)
+{
+	INIT();
+	return real.socket(d, t, p);
+}
+int zl__real_connect(int fd, const struct sockaddr *a, socklen_t l)
+{
+	INIT();
+	return real.connect(fd, a, l);
+}
+int zl__real_close(int fd)
+{
+	INIT();
+	return real.close(fd);
+}
+ssize_t zl__real_read(int fd, void *b, size_t n)
+{
+	INIT();
+	return real.read(fd, b, n);
+}
+ssize_t zl__real_write(int fd, const void *b, size_t n)
+{
+	INIT();
+	return real.write(fd, b, n);
+}
+ssize_t zl__real_recv(int fd, void *b, size_t n, int f)
+{
+	INIT();
+	return real.recv(fd, b, n, f);
+}
+ssize_t zl__real_send(int fd, const void *b, size_t n, int f)
+{
+	INIT();
+	return real.send(fd, b, n, f);
+}
+ssize_t zl__real_recvmsg(int fd, struct msghdr *m, int f)
+{
+	INIT();
+	return real.recvmsg(fd, m, f);
+}
+ssize_t zl__real_sendmsg(int fd, const struct msghdr *m, int f)
+{
+	INIT();
+	return real.sendmsg(fd, m, f);
+}
+int zl__real_shutdown(int fd, int how)
+{
+	INIT();
+	return real.shutdown(fd, how);
+}
+int zl__real_fcntl(int fd, int cmd, ...)
+{
+	INIT();
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	return real.fcntl(fd, cmd, arg);
+}
+int zl__real_dup3(int a, int b, int f)
+{
+	INIT();
+	return real.dup3(a, b, f);
+}
+int zl__real_poll(struct pollfd *p, nfds_t n, int t)
+{
+	INIT();
+	return real.poll(p, n, t);
+}
+int zl__real_epoll_ctl(int ep, int op, int fd, struct epoll_event *ev)
+{
+	INIT();
+	return real.epoll_ctl(ep, op, fd, ev);
+}
+int zl__real_epoll_wait(int ep, struct epoll_event *ev, int n, int t)
+{
+	INIT();
+	return real.epoll_wait(ep, ev, n, t);
 }
 
 /* ------------------------------------------------------------------ */
@@ -277,7 +365,7 @@ static struct zs *zs_new(enum kind k, int fd)
 		return NULL;
 	z->kind = k;
 	z->refs = 1;
-	z->bell = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	z->bell = real.fcntl(fd, F_DUPFD_CLOEXEC, zl__fd_floor);
 	if (z->bell < 0) {
 		free(z);
 		return NULL;
@@ -290,19 +378,29 @@ static struct zs *zs_new(enum kind k, int fd)
 
 static void on_fork_child(void)
 {
+	bool any = false;
 	for (int p = 0; p < PAGES; p++) {
 		if (!tab[p])
 			continue;
 		for (int i = 0; i < 1 << PAGE_BITS; i++) {
 			struct zs *z = atomic_load(&tab[p][i]);
-			if (z)
+			if (z) {
 				z->forked = true;
+				any = true;
+			}
 		}
 	}
-	/* the broker connection belongs to the parent: open our own */
+	/* the broker connection belongs to the parent: open our own, now
+	 * when the child holds sockets under zerolink, before it changes user
+	 * as pre-forking servers do (the broker's socket is its owner's) */
 	shim_ctx_p = NULL;
 	pthread_mutex_init(&ctx_lock, NULL);
 	pthread_mutex_init(&tab_lock, NULL);
+	if (any && enabled) {
+		int e = errno;
+		shim_ctx();
+		errno = e;
+	}
 }
 
 static void on_fork_parent(void)
@@ -538,8 +636,15 @@ static int accepted(int lfd, int fd)
 	if (!l || l->kind != K_LISTEN)
 		return fd;
 	struct zl_ctx *c = shim_ctx();
-	if (!c)
+	if (!c) {
+		/* a client under zerolink would wait for a channel: nothing
+		 * can be done without the broker; said once */
+		static bool said;
+		if (!said)
+			dbg("zerolink: accept on fd %d without the broker: kernel path", lfd);
+		said = true;
 		return fd;
+	}
 	int e = errno;
 	struct zl_chan_opts co;
 	chan_opts(&co);
@@ -641,11 +746,46 @@ static ssize_t conn_send(int fd, struct zs *z, const struct iovec *iov, int n, i
 	bool wait = !z->nonblock && !(flags & MSG_DONTWAIT);
 	if (err == -EAGAIN && !wait)
 		return -EAGAIN;
+	/* a blocking send returns once all is in (as the kernel's does), or
+	 * with what went in before an error or a signal */
+	struct iovec small[8], *copy = NULL;
+	const struct iovec *v = iov;
+	size_t total = 0, done = 0;
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
 	ssize_t r;
 	for (;;) {
 		pthread_mutex_lock(&z->lock);
-		r = zl_sock_sendv(z->s, iov, n, (flags & ~MSG_NOSIGNAL) | MSG_DONTWAIT);
+		r = zl_sock_sendv(z->s, v, n, (flags & ~MSG_NOSIGNAL) | MSG_DONTWAIT);
 		pthread_mutex_unlock(&z->lock);
+		if (r > 0) {
+			done += (size_t)r;
+			if (!wait || done == total)
+				break;
+			/* the rest, from where this send stopped */
+			if (!copy) {
+				copy = n <= 8 ? small : malloc(sizeof(*copy) * (size_t)n);
+				if (!copy)
+					break;
+				memcpy(copy, iov, sizeof(*copy) * (size_t)n);
+				v = copy;
+			}
+			struct iovec *w = (struct iovec *)v;
+			size_t k = (size_t)r;
+			while (k && n) {
+				if (k >= w->iov_len) {
+					k -= w->iov_len;
+					w++;
+					n--;
+				} else {
+					w->iov_base = (char *)w->iov_base + k;
+					w->iov_len -= k;
+					k = 0;
+				}
+			}
+			v = w;
+			continue;
+		}
 		if (r != -EAGAIN || !wait)
 			break;
 		int w = zl_sock_wait(z->s, POLLOUT, -1);
@@ -654,9 +794,11 @@ static ssize_t conn_send(int fd, struct zs *z, const struct iovec *iov, int n, i
 			break;
 		}
 	}
-	if (r == -EPIPE && !(flags & MSG_NOSIGNAL))
+	if (copy && copy != small)
+		free(copy);
+	if (r == -EPIPE && !(flags & MSG_NOSIGNAL) && !done)
 		raise(SIGPIPE);
-	return r;
+	return done ? (ssize_t)done : r;
 }
 
 EXPORT ssize_t read(int fd, void *buf, size_t len)
@@ -819,6 +961,84 @@ EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
 			break;
 	}
 	return (ssize_t)done;
+}
+
+/* Programs built with 64-bit file offsets call sendfile64. */
+EXPORT ssize_t sendfile64(int out, int in, off64_t *off, size_t count)
+{
+	INIT();
+	return sendfile(out, in, (off_t *)off, count);
+}
+
+/* splice(2) to or from an upgraded connection: a copy through a buffer.
+ * Into the connection, only what the lane takes now is read from the
+ * source, so no byte is lost; out of it, the bytes are peeked, written,
+ * and then consumed as far as the destination took them. */
+EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t len,
+		      unsigned int flags)
+{
+	INIT();
+	struct zs *zi = zs_get(in), *zo = zs_get(out);
+	bool ui = zi && zi->kind == K_CONN, uo = zo && zo->kind == K_CONN;
+	if (!ui && !uo)
+		return real.splice(in, off_in, out, off_out, len, flags);
+	if (ui && uo) {
+		errno = EINVAL; /* neither end would be a pipe */
+		return -1;
+	}
+	char buf[65536];
+	if (len > sizeof(buf))
+		len = sizeof(buf);
+	int mflags = (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0;
+	if (uo) {
+		if (off_out) {
+			errno = ESPIPE;
+			return -1;
+		}
+		/* wait for room first, then read no more than fits */
+		size_t room;
+		for (;;) {
+			pthread_mutex_lock(&zo->lock);
+			room = zl__chan_tx_room(zo->s->ch);
+			pthread_mutex_unlock(&zo->lock);
+			if (room)
+				break;
+			if (zo->nonblock || mflags) {
+				errno = EAGAIN;
+				return -1;
+			}
+			int w = zl_sock_wait(zo->s, POLLOUT, -1);
+			if (w < 0) {
+				errno = -w;
+				return -1;
+			}
+		}
+		if (len > room)
+			len = room;
+		ssize_t r = off_in ? pread(in, buf, len, *off_in) : real.read(in, buf, len);
+		if (r <= 0)
+			return r;
+		if (off_in)
+			*off_in += r;
+		struct iovec v = {buf, (size_t)r};
+		return ret_errno(conn_send(out, zo, &v, 1, mflags));
+	}
+	if (off_in) {
+		errno = ESPIPE;
+		return -1;
+	}
+	struct iovec v = {buf, len};
+	ssize_t r = conn_recv(in, zi, &v, 1, MSG_PEEK | mflags, NULL);
+	if (r <= 0)
+		return ret_errno(r);
+	ssize_t w =
+		off_out ? pwrite(out, buf, (size_t)r, *off_out) : real.write(out, buf, (size_t)r);
+	if (w <= 0)
+		return w;
+	if (off_out)
+		*off_out += w;
+	v.iov_len = (size_t)w;
+	return ret_errno(conn_recv(in, zi, &v, 1, MSG_DONTWAIT, NULL));
 }
 
 EXPORT int shutdown(int fd, int how)
@@ -1355,12 +1575,14 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max, int tmo, con
 			/* the channels every time, the kernel every 16th */
 			int n = epoll_once(epfd, evs, max, (i & 15) ? -1 : 0, sig, use_p, &dropped,
 					   true, &any);
-			if (!any)
-				break; /* nothing upgraded in this set: no spinning */
 			if (n != 0) {
+				if (!any)
+					return n; /* the kernel's answer, nothing upgraded */
 				spin_result(true);
 				return n;
 			}
+			if (!any)
+				break; /* nothing upgraded in this set: no spinning */
 			if ((int64_t)(zl__now_ns() - t0) >= budget) {
 				spin_result(false);
 				break;
