@@ -273,7 +273,8 @@ struct zs {
 	int bell;    /* our own duplicate of the kernel socket: the doorbell */
 	bool forked; /* another process may hold the connection too */
 	bool nonblock;
-	bool kconn;                   /* the kernel connection is known to be established */
+	bool kconn;        /* the kernel connection is known to be established */
+	int nodelay, cork; /* the program's TCP_NODELAY and TCP_CORK (see doorbell_opts) */
 	struct sockaddr_storage peer; /* its peer's address, once known */
 	socklen_t peerlen;
 	pthread_mutex_t lock;
@@ -502,6 +503,23 @@ static void chan_opts(struct zl_chan_opts *co)
 
 static int kconn_check(int fd, struct zs *z);
 
+/* The doorbell's single bytes must leave at once: with Nagle's algorithm a
+ * kick waits for the acknowledgement of the previous one, which the peer
+ * delays by up to 40 ms. The socket gets TCP_NODELAY and no TCP_CORK; the
+ * program's own settings are kept apart and shown to it by getsockopt. */
+static void doorbell_opts(int fd, struct zs *z)
+{
+	socklen_t l = sizeof(int);
+	if (real.getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &z->nodelay, &l) < 0)
+		z->nodelay = 0;
+	l = sizeof(int);
+	if (real.getsockopt(fd, IPPROTO_TCP, TCP_CORK, &z->cork, &l) < 0)
+		z->cork = 0;
+	int one = 1, zero = 0;
+	real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	real.setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero));
+}
+
 /* Wrap a channel as the connection behind descriptor fd. */
 static int conn_attach(int fd, struct zl_chan *ch, bool pending, bool kconn)
 {
@@ -524,8 +542,47 @@ static int conn_attach(int fd, struct zl_chan *ch, bool pending, bool kconn)
 		return err;
 	}
 	z->kconn = false;
+	doorbell_opts(fd, z);
 	if (kconn)
 		kconn_check(fd, z);
+	return 0;
+}
+
+EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN || level != IPPROTO_TCP ||
+	    (name != TCP_NODELAY && name != TCP_CORK))
+		return real.setsockopt(fd, level, name, val, len);
+	if (!val || len < sizeof(int)) {
+		errno = EINVAL;
+		return -1;
+	}
+	int v;
+	memcpy(&v, val, sizeof(v));
+	if (name == TCP_NODELAY)
+		z->nodelay = v != 0;
+	else
+		z->cork = v != 0;
+	return 0;
+}
+
+EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	INIT();
+	struct zs *z = zs_get(fd);
+	if (!z || z->kind != K_CONN || level != IPPROTO_TCP ||
+	    (name != TCP_NODELAY && name != TCP_CORK))
+		return real.getsockopt(fd, level, name, val, len);
+	if (!val || !len) {
+		errno = EFAULT;
+		return -1;
+	}
+	int v = name == TCP_NODELAY ? z->nodelay : z->cork;
+	socklen_t n = *len < sizeof(v) ? *len : sizeof(v);
+	memcpy(val, &v, n);
+	*len = n;
 	return 0;
 }
 
@@ -1183,7 +1240,7 @@ static int conn_ready(struct zs *z, int events, bool arm)
 /* poll(2) with upgraded descriptors: those ready on their channel answer at
  * once; the kernel waits for the others and for the doorbells. */
 static int64_t spin_budget(void);
-static void spin_result(bool found);
+static void spin_slept(uint64_t waited_ns, bool event);
 
 /* Spin phase of poll(): the channels of the upgraded descriptors each
  * time, the kernel (without waiting) every 16th. Returns the count ready,
@@ -1222,15 +1279,11 @@ static int poll_spin(struct pollfd *fds, nfds_t n)
 				if (fds[k].revents)
 					count++;
 			}
-			if (count) {
-				spin_result(true);
+			if (count)
 				return count;
-			}
 		}
-		if ((int64_t)(zl__now_ns() - t0) >= budget) {
-			spin_result(false);
+		if ((int64_t)(zl__now_ns() - t0) >= budget)
 			return 0;
-		}
 		zl_cpu_relax();
 	}
 }
@@ -1241,6 +1294,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int tmo_ms, const struct ti
 	int ready = 0;
 	bool any = false;
 	bool waits = use_ppoll ? (!ts || ts->tv_sec || ts->tv_nsec) : tmo_ms != 0;
+	uint64_t t0 = zl__now_ns();
 	if (waits) {
 		int r = poll_spin(fds, n);
 		if (r > 0 || (r < 0 && r != -1))
@@ -1277,6 +1331,8 @@ static int poll_common(struct pollfd *fds, nfds_t n, int tmo_ms, const struct ti
 		if (fds[i].revents)
 			count++;
 	}
+	if (waits && !ready)
+		spin_slept(zl__now_ns() - t0, count > 0);
 	return count;
 }
 
@@ -1538,29 +1594,41 @@ static int tmo_left(int tmo, uint64_t t0)
 }
 
 /* The busy-polling policy of poll, select and epoll_wait on sets with
- * upgraded descriptors: spin for the budget ($ZEROLINK_SPIN_US, 10 us by
- * default), halving it each time spinning finds nothing, down to an eighth,
- * and back to the whole budget when it finds something. A program that
- * waits long sleeps in the kernel as usual, so an idle one costs no CPU. */
+ * upgraded descriptors. A wait spins for the current budget before it
+ * sleeps in the kernel. The budget follows how long waits last: a wait that
+ * ended (by an event) within the ceiling ($ZEROLINK_SPIN_US, 50 us by
+ * default) raises it to twice that wait, so that the next one is caught
+ * spinning; a longer wait, or a timeout, halves it, down to a sixteenth of
+ * the ceiling. A program that waits long (an idle one) thus spins a few
+ * microseconds per wait and sleeps in the kernel as usual. */
 static _Atomic int64_t spin_cur = -1;
+static int64_t spin_ceil = -1;
 
 static int64_t spin_budget(void)
 {
 	int64_t b = atomic_load_explicit(&spin_cur, memory_order_relaxed);
 	if (b < 0) {
 		const char *e = getenv("ZEROLINK_SPIN_US");
-		b = e && *e ? (int64_t)(strtod(e, NULL) * 1000.0) : 10000;
+		spin_ceil = e && *e ? (int64_t)(strtod(e, NULL) * 1000.0) : 50000;
+		if (spin_ceil < 0)
+			spin_ceil = 0;
+		b = spin_ceil;
 		atomic_store_explicit(&spin_cur, b, memory_order_relaxed);
 	}
 	return b;
 }
 
-static void spin_result(bool found)
+/* A wait that spun and slept is over after waited_ns; event: it ended by
+ * an event rather than by its timeout. */
+static void spin_slept(uint64_t waited_ns, bool event)
 {
-	const char *e = getenv("ZEROLINK_SPIN_US");
-	int64_t full = e && *e ? (int64_t)(strtod(e, NULL) * 1000.0) : 10000;
-	int64_t b = atomic_load_explicit(&spin_cur, memory_order_relaxed);
-	b = found ? full : (b / 2 > full / 8 ? b / 2 : full / 8);
+	int64_t b = spin_budget(), full = spin_ceil;
+	if (event && (int64_t)waited_ns <= full) {
+		int64_t want = 2 * (int64_t)waited_ns;
+		b = want > full ? full : (want > b ? want : b);
+	} else {
+		b = b / 2 > full / 16 ? b / 2 : full / 16;
+	}
 	atomic_store_explicit(&spin_cur, b, memory_order_relaxed);
 }
 
@@ -1575,18 +1643,12 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max, int tmo, con
 			/* the channels every time, the kernel every 16th */
 			int n = epoll_once(epfd, evs, max, (i & 15) ? -1 : 0, sig, use_p, &dropped,
 					   true, &any);
-			if (n != 0) {
-				if (!any)
-					return n; /* the kernel's answer, nothing upgraded */
-				spin_result(true);
-				return n;
-			}
+			if (n != 0)
+				return n; /* caught spinning (or the kernel's answer) */
 			if (!any)
 				break; /* nothing upgraded in this set: no spinning */
-			if ((int64_t)(zl__now_ns() - t0) >= budget) {
-				spin_result(false);
+			if ((int64_t)(zl__now_ns() - t0) >= budget)
 				break;
-			}
 			zl_cpu_relax();
 		}
 	}
@@ -1596,8 +1658,11 @@ static int epoll_common(int epfd, struct epoll_event *evs, int max, int tmo, con
 				   &any);
 		/* woken by doorbells only (the data was read meanwhile): the
 		 * program asked to wait, so wait on */
-		if (n != 0 || !dropped || tmo_left(tmo, t0) == 0)
+		if (n != 0 || !dropped || tmo_left(tmo, t0) == 0) {
+			if (any && tmo != 0)
+				spin_slept(zl__now_ns() - t0, n > 0);
 			return n;
+		}
 	}
 }
 
