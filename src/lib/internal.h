@@ -295,7 +295,8 @@ uint64_t zl__now_ns(void);
  * set (the preload shim does), out of the way of a program that sizes its
  * tables by the numbers it expects (select(2), fd-indexed arrays). */
 extern int zl__fd_floor;
-int zl__fd_high(int fd);
+int zl__fd_high(int fd);     /* moves fd up, closing the original */
+int zl__fd_dup_high(int fd); /* a close-on-exec duplicate, high if it can be */
 /* This process is registered for global expedited membarrier: a sleeper's
  * membarrier() reaches its threads. Set by zl__mb_init(), kept up to date
  * across fork. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -106,11 +107,35 @@ ZL_EXPORT const char *zl_strerror(int err)
 
 int zl__fd_floor;
 
+/* The floor, lowered to half the descriptor limit when the program set a
+ * smaller one (servers often size it to their connection count). */
+static int fd_floor_now(void)
+{
+	int floor = zl__fd_floor;
+	struct rlimit rl;
+	if (floor > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (rlim_t)floor > rl.rlim_cur / 2)
+		floor = (int)(rl.rlim_cur / 2);
+	return floor;
+}
+
+int zl__fd_dup_high(int fd)
+{
+	int floor = fd_floor_now();
+	int h = floor > 0 ? fcntl(fd, F_DUPFD_CLOEXEC, floor) : -1;
+	if (h < 0)
+		h = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* a low one rather than none */
+	return h;
+}
+
 int zl__fd_high(int fd)
 {
-	if (fd < 0 || zl__fd_floor <= 0 || fd >= zl__fd_floor)
+	if (fd < 0 || zl__fd_floor <= 0)
 		return fd;
-	int h = fcntl(fd, F_DUPFD_CLOEXEC, zl__fd_floor);
+	int floor = fd_floor_now();
+	if (floor <= 0 || fd >= floor)
+		return fd;
+	int h = fcntl(fd, F_DUPFD_CLOEXEC, floor);
 	if (h < 0)
 		return fd; /* the low one rather than none */
 	close(fd);

@@ -366,7 +366,7 @@ static struct zs *zs_new(enum kind k, int fd)
 		return NULL;
 	z->kind = k;
 	z->refs = 1;
-	z->bell = real.fcntl(fd, F_DUPFD_CLOEXEC, zl__fd_floor);
+	z->bell = zl__fd_dup_high(fd);
 	if (z->bell < 0) {
 		free(z);
 		return NULL;
@@ -599,10 +599,17 @@ EXPORT int listen(int fd, int backlog)
 	int e = errno;
 	if (zl__sock_listen(c, fd) == 0) {
 		struct zs *z = zs_new(K_LISTEN, fd);
-		if (z && zs_set(fd, z) == 0)
+		if (z && zs_set(fd, z) == 0) {
 			dbg("zerolink: fd %d listens under zerolink", fd);
-		else if (z)
-			zs_unref(z);
+		} else {
+			/* we could not tell its connections apart: withdraw it,
+			 * so that no client waits for a channel */
+			if (z)
+				zs_unref(z);
+			else
+				zl__sock_unlisten(c, fd);
+			dbg("zerolink: fd %d: out of memory; kernel path", fd);
+		}
 	}
 	errno = e;
 	return r;
