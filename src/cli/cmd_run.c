@@ -30,8 +30,8 @@ static void usage(FILE *f)
 		   "anything else use the kernel, unchanged.\n"
 		   "\n"
 		   "  --spin=US  how long a blocked call busy-polls before it sleeps, in\n"
-		   "             microseconds (0: sleep at once; default: adaptive, up\n"
-		   "             to $ZEROLINK_SPIN_US or 10)\n"
+		   "             microseconds at most (0: sleep at once; default:\n"
+		   "             adaptive, up to $ZEROLINK_SPIN_US or 50)\n"
 		   "  --off      load the shim but keep every connection on the kernel path\n"
 		   "  --debug    say on stderr which connections are carried\n");
 }
@@ -105,6 +105,19 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "zerolink run: cannot find libzerolink-preload.so (%s): %s\n", lib,
 			strerror(-err));
 		return 1;
+	}
+	/* the broker the programs start when none runs: the one beside this
+	 * program (a build tree) unless $ZEROLINKD names one */
+	const char *zd = getenv("ZEROLINKD");
+	if (!zd || !*zd) {
+		char self[PATH_MAX], path[PATH_MAX + 16];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		if (n > 0) {
+			self[n] = '\0';
+			snprintf(path, sizeof(path), "%s/zerolinkd", dirname(self));
+			if (access(path, X_OK) == 0)
+				setenv("ZEROLINKD", path, 1);
+		}
 	}
 	const char *old = getenv("LD_PRELOAD");
 	if (old && *old) {

@@ -111,12 +111,19 @@ static void dbg(const char *fmt, ...)
 	if (!debug)
 		return;
 	char b[256];
+	/* "zerolink: ..." becomes "zerolink[PID]: ...": which process said it */
+	int n = 0;
+	if (strncmp(fmt, "zerolink: ", 10) == 0) {
+		n = snprintf(b, sizeof(b), "zerolink[%d]: ", (int)getpid());
+		fmt += 10;
+	}
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(b, sizeof(b) - 1, fmt, ap);
+	int m = vsnprintf(b + n, sizeof(b) - 1 - (size_t)n, fmt, ap);
 	va_end(ap);
-	if (n < 0)
+	if (m < 0)
 		return;
+	n += m;
 	if (n > (int)sizeof(b) - 2)
 		n = (int)sizeof(b) - 2;
 	b[n++] = '\n';
@@ -1358,6 +1365,47 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const 
 {
 	INIT();
 	return poll_common(fds, n, -1, ts, sig, true);
+}
+
+/* The fortified entry points (_FORTIFY_SOURCE) that programs built with
+ * it call instead: checked as the C library checks, then the same. */
+extern void __chk_fail(void) __attribute__((noreturn));
+
+EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+	if (len > buflen)
+		__chk_fail();
+	return read(fd, buf, len);
+}
+
+EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+	if (len > buflen)
+		__chk_fail();
+	return recv(fd, buf, len, flags);
+}
+
+EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+			      struct sockaddr *addr, socklen_t *alen)
+{
+	if (len > buflen)
+		__chk_fail();
+	return recvfrom(fd, buf, len, flags, addr, alen);
+}
+
+EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int tmo, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		__chk_fail();
+	return poll(fds, n, tmo);
+}
+
+EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *sig,
+		       size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		__chk_fail();
+	return ppoll(fds, n, ts, sig);
 }
 
 /* select(2) over upgraded descriptors: done as poll(2), which knows how. */
