@@ -67,6 +67,7 @@ void bench_floor(void);
 void bench_latency(void);
 void bench_stream(void);
 void bench_pipeline(void);
+void bench_apps(void); /* real programs under zerolink run (bench_apps.c) */
 
 /* output */
 void report_table(void);

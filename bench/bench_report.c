@@ -49,6 +49,8 @@ static void grid(const char *title, const char *test, const char *metric, const 
 	}
 }
 
+static void report_apps(void);
+
 void report_table(void)
 {
 	char b[32];
@@ -87,6 +89,49 @@ void report_table(void)
 	grid("three-stage pipeline, GB/s", "pipeline", "throughput", pp, 4, ps, 3, false);
 	grid("three-stage pipeline, CPU ns per record (all stages)", "pipeline", "cpu", pp, 4, ps,
 	     3, false);
+	report_apps();
+}
+
+/* Real programs, kernel path against zerolink run (bench_apps.c). */
+static void report_apps(void)
+{
+	bool any = false;
+	for (size_t i = 0; i < result_count() && !any; i++)
+		any = strcmp(result_at(i)->path, "zerolink-run") == 0;
+	if (!any)
+		return;
+	static const struct {
+		const char *test, *metric, *label;
+		uint64_t size;
+	} rows[] = {
+		{"sockperf", "latency", "sockperf ping-pong 64 B, half round trip, us", 64},
+		{"sockperf", "latency", "sockperf ping-pong 1 KiB, half round trip, us", 1024},
+		{"sockperf", "latency", "sockperf ping-pong 16 KiB, half round trip, us", 16384},
+		{"iperf3", "throughput", "iperf3, 1 stream, Gbit/s", 1},
+		{"iperf3", "throughput", "iperf3, 4 streams, Gbit/s", 4},
+		{"redis-set", "rate", "redis-benchmark -c 1 -P 1 SET, k req/s", 1},
+		{"redis-get", "rate", "redis-benchmark -c 1 -P 1 GET, k req/s", 1},
+		{"redis-set", "rate", "redis-benchmark -c 50 -P 16 SET, k req/s", 50},
+		{"redis-get", "rate", "redis-benchmark -c 50 -P 16 GET, k req/s", 50},
+		{"nginx-wrk", "rate", "nginx (2 workers) + wrk -c 20, k req/s", 20},
+	};
+	printf("\nreal programs: kernel TCP loopback, under zerolink run, and the fallback\n"
+	       "(client under zerolink, server not: the kernel path through the shim)\n");
+	printf("  %-50s %10s %10s %10s %8s\n", "", "tcp", "zerolink", "fallback", "ratio");
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		double k = val("tcp", rows[i].test, rows[i].size, rows[i].metric);
+		double z = val("zerolink-run", rows[i].test, rows[i].size, rows[i].metric);
+		double f = val("fallback", rows[i].test, rows[i].size, rows[i].metric);
+		if (isnan(k) && isnan(z))
+			continue;
+		bool lat = strcmp(rows[i].metric, "latency") == 0;
+		printf("  %-50s %10.2f %10.2f ", rows[i].label, k, z);
+		if (isnan(f))
+			printf("%10s", "-");
+		else
+			printf("%10.2f", f);
+		printf(" %7.2fx\n", lat ? k / z : z / k);
+	}
 }
 
 static void target(const char *name, double ratio, double limit, bool at_most)
@@ -146,6 +191,35 @@ void report_ratios(void)
 	target("pipeline 64K: zerolink / TCP loopback",
 	       val("zerolink", "pipeline", 65536, "rate") / val("tcp", "pipeline", 65536, "rate"),
 	       5, false);
+	if (isnan(val("zerolink-run", "sockperf", 64, "latency")) &&
+	    isnan(val("zerolink-run", "redis-set", 1, "rate")))
+		return;
+	target("sockperf 64 B: zerolink run / kernel TCP",
+	       val("zerolink-run", "sockperf", 64, "latency") /
+		       val("tcp", "sockperf", 64, "latency"),
+	       0.1, true);
+	target("iperf3 1 stream: zerolink run / kernel TCP",
+	       val("zerolink-run", "iperf3", 1, "throughput") /
+		       val("tcp", "iperf3", 1, "throughput"),
+	       2.5, false);
+	static const char *const rt[] = {"redis-set", "redis-get"};
+	for (int i = 0; i < 2; i++) {
+		snprintf(name, sizeof(name), "%s -c 1 -P 1: zerolink run / kernel TCP", rt[i]);
+		target(name, val("zerolink-run", rt[i], 1, "rate") / val("tcp", rt[i], 1, "rate"),
+		       2.5, false);
+		snprintf(name, sizeof(name), "%s -c 50 -P 16: zerolink run / kernel TCP", rt[i]);
+		target(name, val("zerolink-run", rt[i], 50, "rate") / val("tcp", rt[i], 50, "rate"),
+		       1.5, false);
+	}
+	target("nginx + wrk: zerolink run / kernel TCP",
+	       val("zerolink-run", "nginx-wrk", 20, "rate") / val("tcp", "nginx-wrk", 20, "rate"),
+	       1.5, false);
+	target("fallback sockperf 64 B: latency / kernel TCP",
+	       val("fallback", "sockperf", 64, "latency") / val("tcp", "sockperf", 64, "latency"),
+	       1.03, true);
+	target("fallback redis -c 1 SET: kernel TCP / fallback rate",
+	       val("tcp", "redis-set", 1, "rate") / val("fallback", "redis-set", 1, "rate"), 1.03,
+	       true);
 }
 
 int report_json(const char *path)

@@ -13,12 +13,14 @@ static int usage(int code)
 {
 	FILE *f = code ? stderr : stdout;
 	fprintf(f, "usage: zerolink bench [--quick] [--json FILE] [--png FILE] [--cpus A,B]\n"
-		   "                      [--only floor|rtt|stream|pipeline] [--paths LIST]\n"
+		   "                      [--only floor|rtt|stream|pipeline|apps] [--paths LIST]\n"
 		   "  Measures, in one run and side by side: the physical floor (cache-line\n"
 		   "  round trip, bare ring, memcpy, eventfd wake-up), round-trip latency and\n"
 		   "  streaming throughput of zerolink against TCP loopback, Unix sockets and\n"
-		   "  pipes, and a three-stage pipeline against a monolith. The two sides run\n"
-		   "  on two different cores. Prints a table and the target ratios.\n"
+		   "  pipes, a three-stage pipeline against a monolith, and real programs\n"
+		   "  (sockperf, iperf3, redis, nginx + wrk) under `zerolink run` against the\n"
+		   "  kernel path. The two sides run on two different cores. Prints a table\n"
+		   "  and the target ratios.\n"
 		   "  --quick       fewer samples: the whole run takes under a minute\n"
 		   "  --json FILE   one record per measurement (path, test, size, metric, unit,\n"
 		   "                median, p99, p999)\n"
@@ -96,6 +98,8 @@ int cmd_bench(int argc, char **argv)
 		bench_stream();
 	if (!bo.only || strstr("pipeline", bo.only))
 		bench_pipeline();
+	if (!bo.only || strstr("apps", bo.only))
+		bench_apps();
 	fprintf(stderr, "%sbench: done in %.1f s\n", isatty(2) ? "\r\033[K" : "",
 		(double)(now_ns() - t0) / 1e9);
 	report_table();

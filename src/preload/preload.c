@@ -1337,6 +1337,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int tmo_ms, const struct ti
 		if (z && z->kind == K_CONN) {
 			bool rung = fds[i].revents != 0;
 			pthread_mutex_lock(&z->lock);
+			zl__chan_disarm(z->s->ch); /* awake: no more doorbells (see epoll_once) */
 			fds[i].revents = (short)zl_sock_poll(z->s, fds[i].events);
 			if (rung && !fds[i].revents)
 				zl__chan_bell_drain(z->s->ch);
@@ -1601,6 +1602,18 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 		      : real.epoll_wait(epfd, evs + n, max - n, n ? 0 : tmo);
 	if (k < 0)
 		return n ? n : k;
+	/* Awake: take the flags of the set's channels down at once, so that
+	 * their peers stop ringing (one doorbell was enough to wake us; each
+	 * further one is a system call on their side). */
+	pthread_mutex_lock(&watch_lock);
+	for (struct ep_watch *w = watches; w; w = w->next) {
+		if (w->epfd != epfd)
+			continue;
+		struct zs *z = zs_get(w->fd);
+		if (z && z->kind == K_CONN && z->s && z->s->ch)
+			zl__chan_disarm(z->s->ch);
+	}
+	pthread_mutex_unlock(&watch_lock);
 	/* events from the kernel on upgraded descriptors are doorbells: say
 	 * what the channel holds instead, and drop them if nothing */
 	int out = n;
