@@ -253,8 +253,8 @@ static void bench_sockperf(int runs, double secs)
 					 r + 1);
 				int port = port_new();
 				snprintf(portb, sizeof(portb), "%d", port);
-				const char *sv[] = {"sockperf", "server", "--tcp", "-i", "127.0.0.1",
-						    "-p", portb, NULL};
+				const char *sv[] = {"sockperf",  "server", "--tcp", "-i",
+						    "127.0.0.1", "-p",     portb,   NULL};
 				pid_t srv = spawn(sv, m == M_ZEROLINK, 0, NULL);
 				v[m][r] = NAN;
 				if (!wait_listen(port, srv)) {
@@ -264,9 +264,10 @@ static void bench_sockperf(int runs, double secs)
 				snprintf(mlen, sizeof(mlen), "%d", sizes[s]);
 				/* a message rate cap above what either path reaches:
 				 * sockperf's sequence buffer overflows without one */
-				const char *cv[] = {"sockperf", "ping-pong", "--tcp", "-i",
-						    "127.0.0.1", "-p", portb, "-t", t, "-m", mlen,
-						    "--mps=1000000", NULL};
+				const char *cv[] = {
+					"sockperf", "ping-pong",     "--tcp", "-i", "127.0.0.1",
+					"-p",       portb,           "-t",    t,    "-m",
+					mlen,       "--mps=1000000", NULL};
 				outfile(out, sizeof(out), "sockperf");
 				if (run_client(cv, m != M_KERNEL, out, 60) == 0)
 					v[m][r] = number_after(out, "percentile 50.000 =");
@@ -302,8 +303,8 @@ static void bench_iperf3(int runs, double secs)
 				int port = port_new();
 				snprintf(portb, sizeof(portb), "%d", port);
 				/* not one-off (-1): the probe for the port is a client */
-				const char *sv[] = {"iperf3", "-s", "-p", portb, "-B", "127.0.0.1",
-						    NULL};
+				const char *sv[] = {"iperf3", "-s",        "-p", portb,
+						    "-B",     "127.0.0.1", NULL};
 				pid_t srv = spawn(sv, m == M_ZEROLINK, 0, NULL);
 				v[m][r] = NAN;
 				if (!wait_listen(port, srv)) {
@@ -311,8 +312,8 @@ static void bench_iperf3(int runs, double secs)
 					continue;
 				}
 				snprintf(np, sizeof(np), "%d", streams[s]);
-				const char *cv[] = {"iperf3", "-c", "127.0.0.1", "-p", portb,
-						    "-t",     t,    "-P",        np, "-J",  NULL};
+				const char *cv[] = {"iperf3", "-c", "127.0.0.1", "-p", portb, "-t",
+						    t,        "-P", np,          "-J", NULL};
 				outfile(out, sizeof(out), "iperf3");
 				if (run_client(cv, m == M_ZEROLINK, out, 60) == 0) {
 					/* the receiver's sum comes last in the JSON */
@@ -325,8 +326,8 @@ static void bench_iperf3(int runs, double secs)
 		for (int m = 0; m < 2; m++) {
 			double med = median_of(v[m], runs);
 			if (!isnan(med))
-				result_add(mode_path[m], "iperf3", (uint64_t)streams[s], "throughput",
-					   "Gbit/s", med, NAN, NAN);
+				result_add(mode_path[m], "iperf3", (uint64_t)streams[s],
+					   "throughput", "Gbit/s", med, NAN, NAN);
 		}
 	}
 }
@@ -363,9 +364,19 @@ static void bench_redis(int runs, int requests_1, int requests_50)
 					stop(srv);
 					continue;
 				}
-				const char *cv[] = {"redis-benchmark", "-p", portb, "-c", conf[c][0],
-						    "-P", conf[c][1], "-t", "set,get", "-n", n,
-						    "-q", NULL};
+				const char *cv[] = {"redis-benchmark",
+						    "-p",
+						    portb,
+						    "-c",
+						    conf[c][0],
+						    "-P",
+						    conf[c][1],
+						    "-t",
+						    "set,get",
+						    "-n",
+						    n,
+						    "-q",
+						    NULL};
 				outfile(out, sizeof(out), "redis");
 				if (run_client(cv, m != M_KERNEL, out, 120) == 0) {
 					v[m][0][r] = number_after(out, "SET: ") / 1000;
@@ -477,8 +488,9 @@ void bench_apps(void)
 		unsetenv("ZEROLINK_BROKER");
 	}
 	char cmd[PATH_MAX + 64];
-	snprintf(cmd, sizeof(cmd), "pkill -f 'zerolinkd --embedded --socket %s' 2>/dev/null; rm -rf '%s'",
-		 broker, tmpdir);
+	snprintf(cmd, sizeof(cmd),
+		 "pkill -f 'zerolinkd --embedded --socket %s' 2>/dev/null; rm -rf '%s'", broker,
+		 tmpdir);
 	if (system(cmd) != 0) {
 		/* nothing to end, or nothing to remove */
 	}

@@ -280,8 +280,9 @@ struct zs {
 	int bell;    /* our own duplicate of the kernel socket: the doorbell */
 	bool forked; /* another process may hold the connection too */
 	bool nonblock;
-	bool kconn;        /* the kernel connection is known to be established */
-	int nodelay, cork; /* the program's TCP_NODELAY and TCP_CORK (see doorbell_opts) */
+	bool kconn;           /* the kernel connection is known to be established */
+	int nodelay, cork;    /* the program's TCP_NODELAY and TCP_CORK (see doorbell_opts) */
+	_Atomic int sleepers; /* threads asleep on the doorbell in conn_wait() */
 	struct sockaddr_storage peer; /* its peer's address, once known */
 	socklen_t peerlen;
 	pthread_mutex_t lock;
@@ -354,6 +355,12 @@ static void zs_unref(struct zs *z)
 			free(z->s);
 		} else {
 			zl_sock_close(z->s);
+			/* doorbells left unread would make the kernel reset the
+			 * connection at its last close (RST): the peer would
+			 * read ECONNRESET instead of the end of the stream */
+			char b[256];
+			while (real.recv(z->bell, b, sizeof(b), MSG_DONTWAIT) > 0)
+				;
 		}
 		real.close(z->bell);
 	} else if (z->kind == K_LISTEN) {
@@ -782,6 +789,66 @@ static int kconn_check(int fd, struct zs *z)
 	return err ? -err : -EAGAIN;
 }
 
+/* A blocking call waits for its connection: it spins for the channel's
+ * budget, then arms the channel and sleeps in the kernel on the doorbell
+ * (a blocking recv(MSG_PEEK) of one byte on our duplicate of the kernel
+ * socket). The kernel then applies the program's signal dispositions as it
+ * does for a socket read: a handler installed with SA_RESTART restarts the
+ * wait, one without makes it fail with EINTR; SO_RCVTIMEO ends it with
+ * EAGAIN. Returns 0 (look again), or -errno. */
+static int conn_wait(struct zs *z, int events)
+{
+	int64_t budget = z->s->ch ? z->s->ch->spin_ns : 0;
+	uint64_t t0 = zl__now_ns();
+	for (uint32_t i = 1; budget > 0; i++) {
+		pthread_mutex_lock(&z->lock);
+		int rev = zl_sock_poll(z->s, events);
+		pthread_mutex_unlock(&z->lock);
+		if (rev)
+			return 0;
+		zl_cpu_relax();
+		if ((i & 63) == 0 && (int64_t)(zl__now_ns() - t0) >= budget)
+			break;
+	}
+	if (atomic_fetch_add(&z->sleepers, 1) > 0) {
+		/* another thread sleeps on this connection's doorbell, and
+		 * owns the channel's sleep flag: look every 20 us instead */
+		atomic_fetch_sub(&z->sleepers, 1);
+		for (;;) {
+			pthread_mutex_lock(&z->lock);
+			int rev = zl_sock_poll(z->s, events);
+			pthread_mutex_unlock(&z->lock);
+			if (rev)
+				return 0;
+			struct timespec ts = {0, 20000};
+			if (nanosleep(&ts, NULL) < 0 && errno == EINTR)
+				return -EINTR;
+		}
+	}
+	pthread_mutex_lock(&z->lock);
+	int a = zl_sock_arm(z->s, events);
+	pthread_mutex_unlock(&z->lock);
+	if (a != 0) {
+		atomic_fetch_sub(&z->sleepers, 1);
+		return a < 0 ? a : 0;
+	}
+	char c;
+	ssize_t r = real.recv(z->bell, &c, 1, MSG_PEEK);
+	int e = errno;
+	zl__chan_disarm(z->s->ch);
+	atomic_fetch_sub(&z->sleepers, 1);
+	if (r > 0)
+		return 0; /* rung */
+	if (r < 0 && e == EINTR)
+		return -EINTR;
+	if (r < 0 && (e == EAGAIN || e == EWOULDBLOCK))
+		return -EAGAIN;
+	/* end of file or an error on the kernel connection: the peer closed
+	 * or died, which its channel says too; wait for that a little */
+	int w = zl_sock_wait(z->s, events, 10);
+	return w < 0 ? w : 0;
+}
+
 static ssize_t conn_recv(int fd, struct zs *z, const struct iovec *iov, int n, int flags,
 			 int *oflags)
 {
@@ -803,7 +870,7 @@ static ssize_t conn_recv(int fd, struct zs *z, const struct iovec *iov, int n, i
 			    n ? iov[0].iov_len : 0, flags, r);
 		if (r != -EAGAIN || !wait)
 			return r;
-		int w = zl_sock_wait(z->s, POLLIN, -1);
+		int w = conn_wait(z, POLLIN);
 		if (w < 0)
 			return w;
 	}
@@ -859,7 +926,7 @@ static ssize_t conn_send(int fd, struct zs *z, const struct iovec *iov, int n, i
 		}
 		if (r != -EAGAIN || !wait)
 			break;
-		int w = zl_sock_wait(z->s, POLLOUT, -1);
+		int w = conn_wait(z, POLLOUT);
 		if (w < 0) {
 			r = w;
 			break;
@@ -1078,7 +1145,7 @@ EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t l
 				errno = EAGAIN;
 				return -1;
 			}
-			int w = zl_sock_wait(zo->s, POLLOUT, -1);
+			int w = conn_wait(zo, POLLOUT);
 			if (w < 0) {
 				errno = -w;
 				return -1;
@@ -1337,7 +1404,9 @@ static int poll_common(struct pollfd *fds, nfds_t n, int tmo_ms, const struct ti
 		if (z && z->kind == K_CONN) {
 			bool rung = fds[i].revents != 0;
 			pthread_mutex_lock(&z->lock);
-			zl__chan_disarm(z->s->ch); /* awake: no more doorbells (see epoll_once) */
+			if (!atomic_load(
+				    &z->sleepers)) /* awake: no more doorbells (see epoll_once) */
+				zl__chan_disarm(z->s->ch);
 			fds[i].revents = (short)zl_sock_poll(z->s, fds[i].events);
 			if (rung && !fds[i].revents)
 				zl__chan_bell_drain(z->s->ch);
@@ -1610,7 +1679,7 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 		if (w->epfd != epfd)
 			continue;
 		struct zs *z = zs_get(w->fd);
-		if (z && z->kind == K_CONN && z->s && z->s->ch)
+		if (z && z->kind == K_CONN && z->s && z->s->ch && !atomic_load(&z->sleepers))
 			zl__chan_disarm(z->s->ch);
 	}
 	pthread_mutex_unlock(&watch_lock);
@@ -1625,7 +1694,17 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 				w = x;
 		struct zs *z = w ? zs_get(w->fd) : NULL;
 		uint32_t wev = w ? w->events : 0;
+		bool disabled = w && w->disabled;
 		pthread_mutex_unlock(&watch_lock);
+		if (z && z->kind == K_CONN && disabled) {
+			/* EPOLLONESHOT already reported by us: the kernel's copy
+			 * of the watch does not know; the doorbell is not news */
+			pthread_mutex_lock(&z->lock);
+			zl__chan_bell_drain(z->s->ch);
+			pthread_mutex_unlock(&z->lock);
+			*dropped = true;
+			continue;
+		}
 		if (z && z->kind == K_CONN) {
 			bool dup = false;
 			for (int j = 0; j < n; j++)
@@ -1646,6 +1725,16 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 				continue;
 			}
 			evs[i].events = (uint32_t)rev;
+			if (wev & EPOLLONESHOT) {
+				/* reported: disabled until EPOLL_CTL_MOD, here as
+				 * in the kernel */
+				pthread_mutex_lock(&watch_lock);
+				for (struct ep_watch *x = watches; x; x = x->next)
+					if (x->epfd == epfd &&
+					    memcmp(&x->data, &evs[i].data, sizeof(x->data)) == 0)
+						x->disabled = true;
+				pthread_mutex_unlock(&watch_lock);
+			}
 		}
 		evs[out++] = evs[i];
 	}

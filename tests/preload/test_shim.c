@@ -1,0 +1,750 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The preload shim, seen from a program: plain socket calls on TCP
+ * loopback, run under libzerolink-preload.so (meson sets LD_PRELOAD), with
+ * a server process and a client process. Each case checks that the
+ * connection is carried over zerolink (the process maps a peer's lane) and
+ * that the calls behave as they do on the kernel path: blocking and
+ * non-blocking reads and writes, MSG_PEEK / MSG_WAITALL / MSG_DONTWAIT,
+ * FIONREAD, readv/writev and sendmsg/recvmsg, poll, select and epoll (level,
+ * edge, one-shot), shutdown of each direction, close with data in flight,
+ * EPIPE and SIGPIPE, a peer that dies, dup/dup2/dup3/F_DUPFD, a forking
+ * server, EINTR and SA_RESTART, ECONNREFUSED, sendfile and splice,
+ * getsockname/getpeername/getsockopt, two threads on one socket, and 1000
+ * connections open at once.
+ *
+ * This program itself does not link libzerolink: what it exercises is the
+ * C library's interface as the shim changes it.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHECK(c)                                                                                   \
+	do {                                                                                       \
+		if (!(c)) {                                                                        \
+			fprintf(stderr, "[%d] %s:%d: check failed: %s (errno %d %s)\n",            \
+				(int)getpid(), __FILE__, __LINE__, #c, errno, strerror(errno));    \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+static int lport; /* the listening port of the current case */
+
+static int listener(void)
+{
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(l >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(bind(l, (struct sockaddr *)&a, sizeof(a)) == 0);
+	socklen_t al = sizeof(a);
+	CHECK(getsockname(l, (struct sockaddr *)&a, &al) == 0);
+	lport = ntohs(a.sin_port);
+	CHECK(listen(l, 1024) == 0);
+	return l;
+}
+
+static int dial(int port)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(s >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		int e = errno;
+		close(s);
+		errno = e;
+		return -1;
+	}
+	return s;
+}
+
+/* Whether this process maps a peer's lane: a connection is carried. */
+static int lanes_mapped(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	CHECK(f);
+	char line[512];
+	int n = 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, "zerolink:lane") != NULL;
+	fclose(f);
+	return n;
+}
+
+static void full_write(int fd, const void *b, size_t n)
+{
+	const char *p = b;
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		CHECK(w > 0);
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void full_read(int fd, void *b, size_t n)
+{
+	char *p = b;
+	while (n) {
+		ssize_t r = read(fd, p, n);
+		CHECK(r > 0);
+		p += r;
+		n -= (size_t)r;
+	}
+}
+
+static pid_t server(void (*fn)(int lfd))
+{
+	int l = listener();
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		fn(l);
+		_exit(0);
+	}
+	close(l);
+	return pid;
+}
+
+static void reap(pid_t pid)
+{
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* ---- echo: the data calls ---- */
+
+static void echo_srv(int l)
+{
+	int c = accept(l, NULL, NULL);
+	CHECK(c >= 0);
+	CHECK(lanes_mapped() > 0);
+	char b[65536];
+	ssize_t n;
+	while ((n = read(c, b, sizeof(b))) > 0)
+		full_write(c, b, (size_t)n);
+	CHECK(n == 0);
+	close(c);
+}
+
+struct bigw {
+	int fd;
+	const char *buf;
+	size_t len;
+};
+
+static void *big_writer(void *arg)
+{
+	struct bigw *b = arg;
+	full_write(b->fd, b->buf, b->len);
+	return NULL;
+}
+
+static void case_data(void)
+{
+	pid_t srv = server(echo_srv);
+	int s = dial(lport);
+	CHECK(s >= 0);
+	CHECK(lanes_mapped() > 0);
+	/* the descriptor is still the kernel socket */
+	struct sockaddr_in a;
+	socklen_t al = sizeof(a);
+	CHECK(getpeername(s, (struct sockaddr *)&a, &al) == 0 && ntohs(a.sin_port) == lport);
+	int v = -1;
+	socklen_t vl = sizeof(v);
+	CHECK(getsockopt(s, IPPROTO_TCP, TCP_NODELAY, &v, &vl) == 0 && v == 0);
+	v = 1;
+	CHECK(setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &v, sizeof(v)) == 0);
+	vl = sizeof(v);
+	CHECK(getsockopt(s, IPPROTO_TCP, TCP_NODELAY, &v, &vl) == 0 && v == 1);
+	/* write / read, writev / readv */
+	full_write(s, "hello", 5);
+	char b[64] = {0};
+	full_read(s, b, 5);
+	CHECK(memcmp(b, "hello", 5) == 0);
+	struct iovec wv[3] = {{"ab", 2}, {"cde", 3}, {"f", 1}};
+	CHECK(writev(s, wv, 3) == 6);
+	char r1[4], r2[2];
+	struct iovec rv[2] = {{r1, 4}, {r2, 2}};
+	size_t got = 0;
+	while (got < 6) {
+		ssize_t k = readv(s, rv, 2);
+		CHECK(k > 0);
+		got += (size_t)k;
+		/* the echo may come in pieces: advance the vector */
+		size_t adv = (size_t)k;
+		for (int i = 0; i < 2 && adv; i++) {
+			size_t t = adv < rv[i].iov_len ? adv : rv[i].iov_len;
+			rv[i].iov_base = (char *)rv[i].iov_base + t;
+			rv[i].iov_len -= t;
+			adv -= t;
+		}
+	}
+	CHECK(memcmp(r1, "abcd", 4) == 0 && memcmp(r2, "ef", 2) == 0);
+	/* MSG_PEEK leaves the bytes; FIONREAD counts them; MSG_WAITALL */
+	CHECK(send(s, "0123456789", 10, 0) == 10);
+	int avail = 0;
+	double t0 = now_s();
+	while (avail < 10 && now_s() - t0 < 10)
+		CHECK(ioctl(s, FIONREAD, &avail) == 0);
+	CHECK(avail == 10);
+	CHECK(recv(s, b, 4, MSG_PEEK) == 4 && memcmp(b, "0123", 4) == 0);
+	CHECK(recv(s, b, 10, MSG_WAITALL) == 10 && memcmp(b, "0123456789", 10) == 0);
+	/* sendmsg / recvmsg, sendto / recvfrom */
+	struct iovec mv = {"msg", 3};
+	struct msghdr mh = {.msg_iov = &mv, .msg_iovlen = 1};
+	CHECK(sendmsg(s, &mh, MSG_NOSIGNAL) == 3);
+	char mb[3];
+	struct iovec mr = {mb, 3};
+	struct msghdr mrh = {.msg_iov = &mr, .msg_iovlen = 1};
+	CHECK(recvmsg(s, &mrh, MSG_WAITALL) == 3 && memcmp(mb, "msg", 3) == 0);
+	CHECK(sendto(s, "to", 2, 0, NULL, 0) == 2);
+	CHECK(recvfrom(s, b, 2, MSG_WAITALL, NULL, NULL) == 2 && memcmp(b, "to", 2) == 0);
+	/* non-blocking: nothing to read */
+	CHECK(recv(s, b, 1, MSG_DONTWAIT) == -1 && errno == EAGAIN);
+	int fl = fcntl(s, F_GETFL);
+	CHECK(fcntl(s, F_SETFL, fl | O_NONBLOCK) == 0);
+	CHECK(fcntl(s, F_GETFL) & O_NONBLOCK);
+	CHECK(read(s, b, 1) == -1 && errno == EAGAIN);
+	CHECK(fcntl(s, F_SETFL, fl) == 0);
+	/* 8 MB both ways, more than the lanes hold */
+	size_t big = 8u << 20;
+	char *out = malloc(big), *in = malloc(big);
+	CHECK(out && in);
+	for (size_t i = 0; i < big; i++)
+		out[i] = (char)(i * 7 + (i >> 13));
+	struct bigw bw = {s, out, big};
+	pthread_t w;
+	CHECK(pthread_create(&w, NULL, big_writer, &bw) == 0);
+	full_read(s, in, big);
+	CHECK(memcmp(in, out, big) == 0);
+	pthread_join(w, NULL);
+	free(out);
+	free(in);
+	close(s);
+	reap(srv);
+}
+
+/* ---- poll, select, epoll ---- */
+
+static void late_srv(int l)
+{
+	int c = accept(l, NULL, NULL);
+	CHECK(c >= 0);
+	char b[8];
+	/* answer each byte after 20 ms, three times; then wait for the end */
+	for (int i = 0; i < 3; i++) {
+		full_read(c, b, 1);
+		usleep(20000);
+		full_write(c, "x", 1);
+	}
+	CHECK(read(c, b, 1) == 0);
+	close(c);
+}
+
+static void case_readiness(void)
+{
+	pid_t srv = server(late_srv);
+	int s = dial(lport);
+	CHECK(s >= 0);
+	char b[8];
+	/* poll */
+	full_write(s, "a", 1);
+	struct pollfd p = {.fd = s, .events = POLLIN};
+	CHECK(poll(&p, 1, 0) == 0);
+	CHECK(poll(&p, 1, 5000) == 1 && (p.revents & POLLIN));
+	CHECK(read(s, b, 1) == 1);
+	/* select */
+	full_write(s, "a", 1);
+	fd_set rs;
+	FD_ZERO(&rs);
+	FD_SET(s, &rs);
+	struct timeval tv = {5, 0};
+	CHECK(select(s + 1, &rs, NULL, NULL, &tv) == 1 && FD_ISSET(s, &rs));
+	CHECK(read(s, b, 1) == 1);
+	/* epoll: writable at once; readable when the answer comes; one-shot
+	 * reports once until re-armed; edge-triggered reports the arrival */
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLOUT, .data.u64 = 0xfeedbeefcafeull};
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev) == 0);
+	struct epoll_event out[4];
+	CHECK(epoll_wait(ep, out, 4, 1000) == 1 && (out[0].events & EPOLLOUT) &&
+	      out[0].data.u64 == 0xfeedbeefcafeull);
+	ev.events = EPOLLIN | EPOLLONESHOT;
+	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev) == 0);
+	CHECK(epoll_wait(ep, out, 4, 0) == 0);
+	full_write(s, "a", 1);
+	CHECK(epoll_wait(ep, out, 4, 5000) == 1 && (out[0].events & EPOLLIN));
+	CHECK(epoll_wait(ep, out, 4, 50) == 0); /* one-shot: disabled now */
+	CHECK(read(s, b, 1) == 1);
+	ev.events = EPOLLIN | EPOLLET;
+	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev) == 0);
+	CHECK(epoll_wait(ep, out, 4, 0) == 0);
+	CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL) == 0);
+	CHECK(epoll_wait(ep, out, 4, 0) == 0);
+	close(ep);
+	/* end: the server sees end of file */
+	close(s);
+	reap(srv);
+}
+
+/* ---- shutdown, close with data in flight, EPIPE, SIGPIPE ---- */
+
+static void sink_srv(int l)
+{
+	int c = accept(l, NULL, NULL);
+	CHECK(c >= 0);
+	/* reads everything until the client's SHUT_WR, then answers */
+	size_t total = 0;
+	char b[65536];
+	ssize_t n;
+	while ((n = read(c, b, sizeof(b))) > 0)
+		total += (size_t)n;
+	CHECK(n == 0);
+	char msg[32];
+	int k = snprintf(msg, sizeof(msg), "%zu", total);
+	full_write(c, msg, (size_t)k);
+	CHECK(shutdown(c, SHUT_WR) == 0);
+	close(c);
+	/* a second client writes 3 MB and closes at once */
+	c = accept(l, NULL, NULL);
+	CHECK(c >= 0);
+	total = 0;
+	while ((n = read(c, b, sizeof(b))) > 0)
+		total += (size_t)n;
+	CHECK(n == 0);
+	CHECK(total == 3u << 20);
+	close(c);
+	/* a third: closed by us at once, the client then writes */
+	c = accept(l, NULL, NULL);
+	CHECK(c >= 0);
+	close(c);
+}
+
+static volatile sig_atomic_t pipes;
+static void on_pipe(int sig)
+{
+	(void)sig;
+	pipes++;
+}
+
+static void case_ends(void)
+{
+	pid_t srv = server(sink_srv);
+	signal(SIGPIPE, on_pipe);
+	int s = dial(lport);
+	CHECK(s >= 0);
+	char b[4096];
+	memset(b, 'z', sizeof(b));
+	for (int i = 0; i < 100; i++)
+		full_write(s, b, sizeof(b));
+	CHECK(shutdown(s, SHUT_WR) == 0);
+	/* shut down for writing: EPIPE, and SIGPIPE unless MSG_NOSIGNAL */
+	CHECK(send(s, "x", 1, MSG_NOSIGNAL) == -1 && errno == EPIPE);
+	CHECK(pipes == 0);
+	CHECK(write(s, "x", 1) == -1 && errno == EPIPE);
+	CHECK(pipes == 1);
+	pipes = 0;
+	char ans[32] = {0};
+	size_t got = 0;
+	ssize_t n;
+	while ((n = read(s, ans + got, sizeof(ans) - 1 - got)) > 0)
+		got += (size_t)n;
+	CHECK(n == 0);
+	CHECK(strcmp(ans, "409600") == 0);
+	close(s);
+	/* close with 3 MB in flight: all of it arrives */
+	s = dial(lport);
+	CHECK(s >= 0);
+	char *m = malloc(3u << 20);
+	CHECK(m);
+	memset(m, 'q', 3u << 20);
+	full_write(s, m, 3u << 20);
+	free(m);
+	close(s);
+	/* the peer closed: EPIPE with MSG_NOSIGNAL, SIGPIPE without */
+	s = dial(lport);
+	CHECK(s >= 0);
+	CHECK(read(s, b, 1) == 0); /* its close, seen as end of file */
+	ssize_t w = 0;
+	for (int i = 0; i < 100 && w >= 0; i++)
+		w = send(s, "x", 1, MSG_NOSIGNAL);
+	CHECK(w == -1 && (errno == EPIPE || errno == ECONNRESET));
+	CHECK(pipes == 0);
+	w = write(s, "x", 1);
+	CHECK(w == -1 && (errno == EPIPE || errno == ECONNRESET));
+	CHECK(pipes >= 1 || errno == ECONNRESET);
+	signal(SIGPIPE, SIG_DFL);
+	close(s);
+	reap(srv);
+}
+
+/* ---- a peer that dies ---- */
+
+static void dying_srv(int l)
+{
+	int c = accept(l, NULL, NULL);
+	CHECK(c >= 0);
+	full_write(c, "bye", 3);
+	raise(SIGKILL);
+}
+
+static void case_death(void)
+{
+	int l = listener();
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		dying_srv(l);
+		_exit(1);
+	}
+	close(l);
+	int s = dial(lport);
+	CHECK(s >= 0);
+	char b[8];
+	full_read(s, b, 3);
+	CHECK(memcmp(b, "bye", 3) == 0);
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid && WIFSIGNALED(st));
+	/* the data came first; then end of file or a reset, never a hang */
+	double t0 = now_s();
+	ssize_t r = read(s, b, 1);
+	CHECK(r == 0 || (r == -1 && errno == ECONNRESET));
+	CHECK(now_s() - t0 < 5);
+	close(s);
+}
+
+/* ---- dup, and a forking server ---- */
+
+static void forking_srv(int l)
+{
+	for (int i = 0; i < 2; i++) {
+		int c = accept(l, NULL, NULL);
+		CHECK(c >= 0);
+		pid_t h = fork();
+		CHECK(h >= 0);
+		if (h == 0) {
+			close(l);
+			/* the handler answers through a duplicate */
+			int d = fcntl(c, F_DUPFD_CLOEXEC, 50);
+			CHECK(d >= 50);
+			close(c);
+			char b[16];
+			ssize_t n;
+			while ((n = read(d, b, sizeof(b))) > 0)
+				full_write(d, b, (size_t)n);
+			CHECK(n == 0);
+			close(d);
+			_exit(0);
+		}
+		close(c); /* the parent forgets it; the handler keeps it */
+		reap(h);
+	}
+}
+
+static void case_dup_fork(void)
+{
+	pid_t srv = server(forking_srv);
+	for (int i = 0; i < 2; i++) {
+		int s = dial(lport);
+		CHECK(s >= 0);
+		int d1 = dup(s);
+		CHECK(d1 >= 0);
+		int d2 = dup2(s, 77);
+		CHECK(d2 == 77);
+		int d3 = dup3(s, 78, O_CLOEXEC);
+		CHECK(d3 == 78);
+		full_write(d1, "one", 3);
+		char b[8];
+		full_read(s, b, 3);
+		CHECK(memcmp(b, "one", 3) == 0);
+		close(s); /* the others still hold it */
+		full_write(d2, "two", 3);
+		full_read(d3, b, 3);
+		CHECK(memcmp(b, "two", 3) == 0);
+		close(d1);
+		close(d2);
+		close(d3); /* the last: the handler sees end of file */
+	}
+	reap(srv);
+}
+
+/* ---- signals ---- */
+
+static void slow_srv(int l)
+{
+	int c = accept(l, NULL, NULL);
+	CHECK(c >= 0);
+	usleep(300000);
+	full_write(c, "late", 4);
+	char b[4];
+	CHECK(read(c, b, 1) == 0);
+	close(c);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+static void case_signals(void)
+{
+	pid_t srv = server(slow_srv);
+	int s = dial(lport);
+	CHECK(s >= 0);
+	struct sigaction sa = {.sa_handler = on_alarm};
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART: the read fails with EINTR */
+	CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+	ualarm(50000, 0);
+	char b[8];
+	CHECK(read(s, b, 4) == -1 && errno == EINTR);
+	sa.sa_flags = SA_RESTART; /* restarted: it gets the data */
+	CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+	ualarm(50000, 0);
+	full_read(s, b, 4);
+	CHECK(memcmp(b, "late", 4) == 0);
+	signal(SIGALRM, SIG_DFL);
+	close(s);
+	reap(srv);
+}
+
+/* ---- refused; sendfile and splice ---- */
+
+static void files_srv(int l)
+{
+	int c = accept(l, NULL, NULL);
+	CHECK(c >= 0);
+	/* 1 MB from a file by sendfile, then 64 KB through a pipe by splice */
+	char path[] = "/tmp/zl-shim-XXXXXX";
+	int f = mkstemp(path);
+	CHECK(f >= 0);
+	unlink(path);
+	char *d = malloc(1u << 20);
+	CHECK(d);
+	for (int i = 0; i < 1 << 20; i++)
+		d[i] = (char)(i % 251);
+	full_write(f, d, 1u << 20);
+	free(d);
+	off_t off = 0;
+	size_t sent = 0;
+	while (sent < 1u << 20) {
+		ssize_t k = sendfile(c, f, &off, (1u << 20) - sent);
+		CHECK(k > 0);
+		sent += (size_t)k;
+	}
+	CHECK(off == 1 << 20);
+	close(f);
+	int p[2];
+	CHECK(pipe(p) == 0);
+	char chunk[4096];
+	memset(chunk, 'p', sizeof(chunk));
+	size_t moved = 0;
+	while (moved < 65536) {
+		full_write(p[1], chunk, sizeof(chunk));
+		ssize_t k = splice(p[0], NULL, c, NULL, sizeof(chunk), 0);
+		CHECK(k == (ssize_t)sizeof(chunk));
+		moved += (size_t)k;
+	}
+	close(p[0]);
+	close(p[1]);
+	char b[1];
+	CHECK(read(c, b, 1) == 0);
+	close(c);
+}
+
+static void case_files(void)
+{
+	/* a port nobody listens on */
+	int l = listener();
+	int dead = lport;
+	close(l);
+	CHECK(dial(dead) == -1 && errno == ECONNREFUSED);
+	pid_t srv = server(files_srv);
+	int s = dial(lport);
+	CHECK(s >= 0);
+	char *d = malloc(1u << 20);
+	CHECK(d);
+	full_read(s, d, 1u << 20);
+	for (int i = 0; i < 1 << 20; i++)
+		CHECK(d[i] == (char)(i % 251));
+	free(d);
+	/* the 64 KB into a pipe by splice, and out of it */
+	int p[2];
+	CHECK(pipe(p) == 0);
+	size_t moved = 0;
+	char b[4096];
+	while (moved < 65536) {
+		ssize_t k = splice(s, NULL, p[1], NULL, sizeof(b), 0);
+		CHECK(k > 0);
+		full_read(p[0], b, (size_t)k);
+		for (ssize_t i = 0; i < k; i++)
+			CHECK(b[i] == 'p');
+		moved += (size_t)k;
+	}
+	close(p[0]);
+	close(p[1]);
+	close(s);
+	reap(srv);
+}
+
+/* ---- two threads on one socket ---- */
+
+static int tsock;
+static void *writer(void *arg)
+{
+	(void)arg;
+	char b[1000];
+	for (int i = 0; i < 2000; i++) {
+		memset(b, 'a' + i % 26, sizeof(b));
+		full_write(tsock, b, sizeof(b));
+	}
+	shutdown(tsock, SHUT_WR);
+	return NULL;
+}
+
+static void case_threads(void)
+{
+	pid_t srv = server(echo_srv);
+	tsock = dial(lport);
+	CHECK(tsock >= 0);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, writer, NULL) == 0);
+	size_t total = 0;
+	char b[7000];
+	ssize_t n;
+	while ((n = read(tsock, b, sizeof(b))) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			CHECK(b[i] == 'a' + (int)((total + (size_t)i) / 1000) % 26);
+		total += (size_t)n;
+	}
+	CHECK(n == 0 && total == 2000u * 1000);
+	pthread_join(t, NULL);
+	close(tsock);
+	reap(srv);
+}
+
+/* ---- many connections ---- */
+
+#define MANY 1000
+
+static void many_srv(int l)
+{
+	static int c[MANY];
+	for (int i = 0; i < MANY; i++) {
+		c[i] = accept(l, NULL, NULL);
+		CHECK(c[i] >= 0);
+	}
+	/* each gets its number back, through one epoll set */
+	int ep = epoll_create1(0);
+	for (int i = 0; i < MANY; i++) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+		CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, c[i], &ev) == 0);
+	}
+	int done = 0;
+	struct epoll_event out[64];
+	while (done < MANY) {
+		int n = epoll_wait(ep, out, 64, 10000);
+		CHECK(n > 0);
+		for (int k = 0; k < n; k++) {
+			int i = (int)out[k].data.u32;
+			int v;
+			ssize_t r = read(c[i], &v, sizeof(v));
+			if (r == 0) {
+				CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, c[i], NULL) == 0);
+				close(c[i]);
+				done++;
+				continue;
+			}
+			CHECK(r == sizeof(v) && v == i);
+			full_write(c[i], &v, sizeof(v));
+		}
+	}
+	close(ep);
+}
+
+static void case_many(void)
+{
+	struct rlimit rl;
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	/* each carried connection holds some descriptors of the shim's */
+	rlim_t need = MANY * 10 + 100;
+	if (rl.rlim_cur < need) {
+		rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < need) {
+		fprintf(stderr, "many: descriptor limit %llu, case skipped\n",
+			(unsigned long long)rl.rlim_cur);
+		return;
+	}
+	pid_t srv = server(many_srv);
+	static int s[MANY];
+	for (int i = 0; i < MANY; i++) {
+		s[i] = dial(lport);
+		CHECK(s[i] >= 0);
+	}
+	for (int i = 0; i < MANY; i++)
+		full_write(s[i], &i, sizeof(i));
+	for (int i = 0; i < MANY; i++) {
+		int v;
+		full_read(s[i], &v, sizeof(v));
+		CHECK(v == i);
+		close(s[i]);
+	}
+	reap(srv);
+}
+
+int main(int argc, char **argv)
+{
+	if (!getenv("LD_PRELOAD") || !strstr(getenv("LD_PRELOAD"), "zerolink-preload")) {
+		fprintf(stderr, "skipped: run under libzerolink-preload.so\n");
+		return 77;
+	}
+	static const struct {
+		const char *name;
+		void (*fn)(void);
+	} cases[] = {
+		{"data", case_data},       {"readiness", case_readiness}, {"ends", case_ends},
+		{"death", case_death},     {"dup_fork", case_dup_fork},   {"signals", case_signals},
+		{"files", case_files},     {"threads", case_threads},     {"many", case_many},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
+			continue;
+		double t0 = now_s();
+		cases[i].fn();
+		printf("ok %s (%.2f s)\n", cases[i].name, now_s() - t0);
+		fflush(stdout);
+	}
+	return 0;
+}
