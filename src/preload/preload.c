@@ -1573,8 +1573,20 @@ struct ep_watch {
 	uint32_t events;
 	epoll_data_t data;
 	bool disabled; /* EPOLLONESHOT reported, until EPOLL_CTL_MOD */
+	bool nested;   /* fd is an epoll set itself (nested sets) */
 	struct ep_watch *next;
 };
+
+static bool is_epoll_fd(int fd)
+{
+	char p[64], l[64];
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(p, l, sizeof(l) - 1);
+	if (n <= 0)
+		return false;
+	l[n] = '\0';
+	return strcmp(l, "anon_inode:[eventpoll]") == 0;
+}
 static struct ep_watch *watches;
 static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -1615,7 +1627,8 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			*pp = w->next;
 			free(w);
 		}
-	} else if (z && z->kind == K_CONN && ev) {
+	} else if (ev && ((z && z->kind == K_CONN) || (*pp && (*pp)->nested) ||
+			  (!z && op == EPOLL_CTL_ADD && is_epoll_fd(fd)))) {
 		struct ep_watch *w = *pp;
 		if (!w && (w = calloc(1, sizeof(*w)))) {
 			w->epfd = epfd;
@@ -1627,10 +1640,37 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			w->events = ev->events;
 			w->data = ev->data;
 			w->disabled = false;
+			w->nested = !z;
 		}
 	}
 	pthread_mutex_unlock(&watch_lock);
 	return r;
+}
+
+static int conn_ready(struct zs *z, int events, bool arm);
+
+/* Whether an epoll set nested in another has a carried connection ready
+ * (arming them on the way when the outer set is about to sleep); *any says
+ * whether it watches carried connections at all. watch_lock held. */
+static bool nested_ready(int epfd, bool arm, int depth, bool *any)
+{
+	bool ready = false;
+	for (struct ep_watch *w = watches; w && !ready; w = w->next) {
+		if (w->epfd != epfd || w->disabled)
+			continue;
+		if (w->nested) {
+			if (depth < 4)
+				ready = nested_ready(w->fd, arm, depth + 1, any);
+			continue;
+		}
+		struct zs *z = zs_get(w->fd);
+		if (!z || z->kind != K_CONN)
+			continue;
+		*any = true;
+		int rev = conn_ready(z, (int)(w->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP)), arm);
+		ready = (rev & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) != 0;
+	}
+	return ready;
 }
 
 static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const sigset_t *sig,
@@ -1642,6 +1682,19 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 	for (struct ep_watch *w = watches; w; w = w->next) {
 		if (w->epfd != epfd || w->disabled)
 			continue;
+		if (w->nested) {
+			/* a nested set is readable when one of its carried
+			 * connections is: the kernel sees only their doorbells */
+			if (n < max && nested_ready(w->fd, !spin, 1, &any) &&
+			    (w->events & EPOLLIN)) {
+				evs[n].events = EPOLLIN;
+				evs[n].data = w->data;
+				if (w->events & EPOLLONESHOT)
+					w->disabled = true;
+				n++;
+			}
+			continue;
+		}
 		struct zs *z = zs_get(w->fd);
 		if (!z || z->kind != K_CONN)
 			continue;
@@ -1695,7 +1748,16 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 		struct zs *z = w ? zs_get(w->fd) : NULL;
 		uint32_t wev = w ? w->events : 0;
 		bool disabled = w && w->disabled;
+		bool nested = w && w->nested;
 		pthread_mutex_unlock(&watch_lock);
+		if (nested) {
+			bool dup = false;
+			for (int j = 0; j < n; j++)
+				if (memcmp(&evs[j].data, &evs[i].data, sizeof(evs[i].data)) == 0)
+					dup = true;
+			if (dup || disabled)
+				continue; /* reported from the channels already */
+		}
 		if (z && z->kind == K_CONN && disabled) {
 			/* EPOLLONESHOT already reported by us: the kernel's copy
 			 * of the watch does not know; the doorbell is not news */

@@ -7,7 +7,7 @@
  * that the calls behave as they do on the kernel path: blocking and
  * non-blocking reads and writes, MSG_PEEK / MSG_WAITALL / MSG_DONTWAIT,
  * FIONREAD, readv/writev and sendmsg/recvmsg, poll, select and epoll (level,
- * edge, one-shot), shutdown of each direction, close with data in flight,
+ * edge, one-shot, nested sets), shutdown of each direction, close with data in flight,
  * EPIPE and SIGPIPE, a peer that dies, dup/dup2/dup3/F_DUPFD, a forking
  * server, EINTR and SA_RESTART, ECONNREFUSED, sendfile and splice,
  * getsockname/getpeername/getsockopt, two threads on one socket, and 1000
@@ -261,8 +261,8 @@ static void late_srv(int l)
 	int c = accept(l, NULL, NULL);
 	CHECK(c >= 0);
 	char b[8];
-	/* answer each byte after 20 ms, three times; then wait for the end */
-	for (int i = 0; i < 3; i++) {
+	/* answer each byte after 20 ms, four times; then wait for the end */
+	for (int i = 0; i < 4; i++) {
 		full_read(c, b, 1);
 		usleep(20000);
 		full_write(c, "x", 1);
@@ -311,6 +311,18 @@ static void case_readiness(void)
 	CHECK(epoll_wait(ep, out, 4, 0) == 0);
 	CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL) == 0);
 	CHECK(epoll_wait(ep, out, 4, 0) == 0);
+	/* nested: a set inside a set turns readable with the connection */
+	ev.events = EPOLLIN;
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev) == 0);
+	int outer = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event oev = {.events = EPOLLIN, .data.u64 = 42};
+	CHECK(epoll_ctl(outer, EPOLL_CTL_ADD, ep, &oev) == 0);
+	CHECK(epoll_wait(outer, out, 4, 0) == 0);
+	full_write(s, "a", 1);
+	CHECK(epoll_wait(outer, out, 4, 5000) == 1 && out[0].data.u64 == 42);
+	CHECK(epoll_wait(ep, out, 4, 0) == 1 && (out[0].events & EPOLLIN));
+	CHECK(read(s, b, 1) == 1);
+	close(outer);
 	close(ep);
 	/* end: the server sees end of file */
 	close(s);
@@ -734,9 +746,9 @@ int main(int argc, char **argv)
 		const char *name;
 		void (*fn)(void);
 	} cases[] = {
-		{"data", case_data},       {"readiness", case_readiness}, {"ends", case_ends},
-		{"death", case_death},     {"dup_fork", case_dup_fork},   {"signals", case_signals},
-		{"files", case_files},     {"threads", case_threads},     {"many", case_many},
+		{"data", case_data},   {"readiness", case_readiness}, {"ends", case_ends},
+		{"death", case_death}, {"dup_fork", case_dup_fork},   {"signals", case_signals},
+		{"files", case_files}, {"threads", case_threads},     {"many", case_many},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
