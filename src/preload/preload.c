@@ -1634,7 +1634,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			w->epfd = epfd;
 			w->fd = fd;
 			w->next = watches;
-			watches = w;
+			__atomic_store_n(&watches, w, __ATOMIC_RELEASE);
 		}
 		if (w) {
 			w->events = ev->events;
@@ -1715,7 +1715,7 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 	}
 	pthread_mutex_unlock(&watch_lock);
 	*any_up = any;
-	if (spin && (n || tmo != 0))
+	if (spin && (n || tmo != 0 || !any))
 		return n; /* spinning: the kernel is asked now and then only (tmo 0) */
 	if (!any)
 		return use_p ? real.epoll_pwait(epfd, evs, max, tmo, sig)
@@ -1854,6 +1854,10 @@ static void spin_slept(uint64_t waited_ns, bool event)
 static int epoll_common(int epfd, struct epoll_event *evs, int max, int tmo, const sigset_t *sig,
 			bool use_p)
 {
+	/* no carried connection in any set: the kernel's call, as it is */
+	if (!__atomic_load_n(&watches, __ATOMIC_ACQUIRE))
+		return use_p ? real.epoll_pwait(epfd, evs, max, tmo, sig)
+			     : real.epoll_wait(epfd, evs, max, tmo);
 	uint64_t t0 = zl__now_ns();
 	int64_t budget = tmo != 0 ? spin_budget() : 0;
 	if (budget > 0) {

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The broker's side of carried TCP connections (SOCK_LISTEN, SOCK_CONNECT,
+ * SOCK_ACCEPT): it believes only what the sockets passed to it say, and
+ * anything else gets a clear error while the broker and other domains keep
+ * working. Then a whole match: a listener, a client's channel kept under
+ * its pair of ports, the server's accept taking it, bytes both ways.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "../zltest.h"
+#include "../../src/lib/internal.h"
+
+static int tcp_listener(uint16_t *port)
+{
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(l >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(bind(l, (struct sockaddr *)&a, sizeof(a)) == 0);
+	socklen_t al = sizeof(a);
+	CHECK(getsockname(l, (struct sockaddr *)&a, &al) == 0);
+	*port = ntohs(a.sin_port);
+	CHECK(listen(l, 16) == 0);
+	return l;
+}
+
+static int bound_client(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(s >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	CHECK(bind(s, (struct sockaddr *)&a, sizeof(a)) == 0);
+	return s;
+}
+
+int main(void)
+{
+	struct zl_ctx *ctx = test_ctx("test_sock_broker");
+	struct in_addr lo = {htonl(INADDR_LOOPBACK)};
+	struct zl_chan_opts co = {.slots = 256};
+	struct zl_chan *ch;
+
+	/* not sockets, not TCP, not listening: refused, nothing recorded */
+	int p[2];
+	CHECK(pipe(p) == 0);
+	CHECK_EQ(zl__sock_listen(ctx, p[0]), -ENOTSOCK);
+	int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	CHECK_EQ(zl__sock_listen(ctx, u), -EAFNOSUPPORT);
+	int un = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK_EQ(zl__sock_listen(ctx, un), -EAFNOSUPPORT);
+	int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK_EQ(zl__sock_listen(ctx, t), -EINVAL); /* neither bound nor listening */
+	/* a connect must come from a bound, unconnected socket */
+	uint16_t lport;
+	int l = tcp_listener(&lport);
+	CHECK_EQ(zl__sock_begin(ctx, t, AF_INET, &lo, lport, &co, &ch), -EINVAL);
+	/* nobody under zerolink listens there yet: the kernel path */
+	int c = bound_client();
+	CHECK_EQ(zl__sock_begin(ctx, c, AF_INET, &lo, lport, &co, &ch), -ENOENT);
+	/* an accepted socket nobody waits for: an ordinary client */
+	struct sockaddr_in la = {.sin_family = AF_INET, .sin_port = htons(lport)};
+	la.sin_addr = lo;
+	CHECK(connect(c, (struct sockaddr *)&la, sizeof(la)) == 0);
+	int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(a >= 0);
+	CHECK_EQ(zl__sock_accepted(ctx, a, &co, &ch), -ENOENT);
+	CHECK_EQ(zl__sock_accepted(ctx, p[1], &co, &ch), -ENOTSOCK);
+	close(a);
+	close(c);
+
+	/* the whole match */
+	CHECK_EQ(zl__sock_listen(ctx, l), 0);
+	c = bound_client();
+	struct zl_chan *cch, *sch;
+	CHECK_EQ(zl__sock_begin(ctx, c, AF_INET, &lo, lport, &co, &cch), 0);
+	CHECK(connect(c, (struct sockaddr *)&la, sizeof(la)) == 0);
+	/* the client writes before the accept: it waits in its lane */
+	CHECK_EQ(zl__chan_send_early(cch, &(struct iovec){"early", 5}, 1, 5), 5);
+	a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(a >= 0);
+	CHECK_EQ(zl__sock_accepted(ctx, a, &co, &sch), 0);
+	CHECK_EQ(zl__connect_finish(cch, 5000), 0);
+	char b[16];
+	CHECK_EQ(zl_chan_recv(sch, b, sizeof(b), 0), 5);
+	CHECK(memcmp(b, "early", 5) == 0);
+	CHECK_EQ(zl_chan_send(sch, "late", 4, 0), 4);
+	CHECK_EQ(zl_chan_recv(cch, b, sizeof(b), 0), 4);
+	CHECK(memcmp(b, "late", 4) == 0);
+	/* a second accept of the same pair finds nothing */
+	CHECK_EQ(zl__sock_accepted(ctx, a, &co, &ch), -ENOENT);
+	zl_chan_close(cch);
+	zl_chan_close(sch);
+	close(a);
+	close(c);
+
+	/* withdrawn: connects fall back again */
+	CHECK_EQ(zl__sock_unlisten(ctx, l), 0);
+	c = bound_client();
+	CHECK_EQ(zl__sock_begin(ctx, c, AF_INET, &lo, lport, &co, &ch), -ENOENT);
+	close(c);
+
+	/* a client that gives up (cancel) leaves nothing for the server */
+	CHECK_EQ(zl__sock_listen(ctx, l), 0);
+	c = bound_client();
+	CHECK_EQ(zl__sock_begin(ctx, c, AF_INET, &lo, lport, &co, &cch), 0);
+	CHECK_EQ(zl__sock_cancel(ctx, c), 0);
+	zl_chan_close(cch);
+	CHECK(connect(c, (struct sockaddr *)&la, sizeof(la)) == 0);
+	a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(a >= 0);
+	CHECK_EQ(zl__sock_accepted(ctx, a, &co, &ch), -ENOENT);
+	close(a);
+	close(c);
+
+	/* the broker still serves everyone else */
+	struct zl_listener *zl;
+	CHECK_EQ(zl_listen(ctx, test_service("sockbroker.after"), NULL, &zl), 0);
+	zl_listener_close(zl);
+	close(l);
+	close(t);
+	close(u);
+	close(un);
+	close(p[0]);
+	close(p[1]);
+	zl_ctx_close(ctx);
+	printf("ok\n");
+	return 0;
+}
