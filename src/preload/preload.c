@@ -94,6 +94,8 @@ static struct {
 	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
 	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
 		       const sigset_t *);
+	int (*epoll_create)(int);
+	int (*epoll_create1)(int);
 	int (*epoll_ctl)(int, int, int, struct epoll_event *);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
@@ -169,6 +171,8 @@ __attribute__((constructor)) static void shim_init(void)
 	LOAD(ppoll);
 	LOAD(select);
 	LOAD(pselect);
+	LOAD(epoll_create);
+	LOAD(epoll_create1);
 	LOAD(epoll_ctl);
 	LOAD(epoll_wait);
 	LOAD(epoll_pwait);
@@ -1197,6 +1201,9 @@ EXPORT int shutdown(int fd, int how)
 
 static void watches_forget(int fd);
 
+static void ep_mark(int fd, uint8_t v);
+static bool is_epoll_fd(int fd);
+
 EXPORT int close(int fd)
 {
 	INIT();
@@ -1206,6 +1213,8 @@ EXPORT int close(int fd)
 		zs_unref(z);
 	}
 	watches_forget(fd);
+	if (is_epoll_fd(fd))
+		ep_mark(fd, 0);
 	return real.close(fd);
 }
 
@@ -1577,15 +1586,43 @@ struct ep_watch {
 	struct ep_watch *next;
 };
 
+/* The epoll sets this process made (for nested sets), by descriptor. */
+static _Atomic(uint8_t) *epmap[PAGES];
+
+static void ep_mark(int fd, uint8_t v)
+{
+	if (fd < 0 || fd >= PAGES << PAGE_BITS)
+		return;
+	pthread_mutex_lock(&tab_lock);
+	if (!epmap[fd >> PAGE_BITS] && v)
+		epmap[fd >> PAGE_BITS] = calloc(1u << PAGE_BITS, 1);
+	if (epmap[fd >> PAGE_BITS])
+		atomic_store(&epmap[fd >> PAGE_BITS][fd & ((1 << PAGE_BITS) - 1)], v);
+	pthread_mutex_unlock(&tab_lock);
+}
+
 static bool is_epoll_fd(int fd)
 {
-	char p[64], l[64];
-	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
-	ssize_t n = readlink(p, l, sizeof(l) - 1);
-	if (n <= 0)
+	if (fd < 0 || fd >= PAGES << PAGE_BITS)
 		return false;
-	l[n] = '\0';
-	return strcmp(l, "anon_inode:[eventpoll]") == 0;
+	_Atomic(uint8_t) *pg = epmap[fd >> PAGE_BITS];
+	return pg && atomic_load(&pg[fd & ((1 << PAGE_BITS) - 1)]);
+}
+
+EXPORT int epoll_create(int size)
+{
+	INIT();
+	int fd = real.epoll_create(size);
+	ep_mark(fd, 1);
+	return fd;
+}
+
+EXPORT int epoll_create1(int flags)
+{
+	INIT();
+	int fd = real.epoll_create1(flags);
+	ep_mark(fd, 1);
+	return fd;
 }
 static struct ep_watch *watches;
 static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
