@@ -58,14 +58,16 @@ static bool have(const char *prog)
 	return access(buf, X_OK) == 0;
 }
 
-static bool port_free(int port)
+/* Whether bind (connect false) or connect (true) to 127.0.0.1:port works. */
+static bool loopback_try(int port, bool connect_to)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return false;
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	bool ok = (connect_to ? connect(fd, (struct sockaddr *)&a, sizeof(a))
+			      : bind(fd, (struct sockaddr *)&a, sizeof(a))) == 0;
 	close(fd);
 	return ok;
 }
@@ -74,21 +76,14 @@ static int port_new(void)
 {
 	if (!next_port)
 		next_port = 31000 + (int)(getpid() % 2000) * 8;
-	while (!port_free(next_port))
+	while (!loopback_try(next_port, false))
 		next_port++;
 	return next_port++;
 }
 
 static bool port_listens(int port)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return false;
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	close(fd);
-	return ok;
+	return loopback_try(port, true);
 }
 
 /* Start argv on core `side`, under zerolink or not, its output in `out`. */
