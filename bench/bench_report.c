@@ -260,13 +260,15 @@ int report_chart(const char *png)
 	if (fd < 0)
 		return -1;
 	FILE *f = fdopen(fd, "w");
+	bool apps = !isnan(val("zerolink-run", "sockperf", 64, "latency")) ||
+		    !isnan(val("zerolink-run", "redis-set", 1, "rate"));
 	fprintf(f,
-		"set terminal pngcairo size 1500,500 font 'sans,10'\n"
+		"set terminal pngcairo size %d,500 font 'sans,10'\n"
 		"set output '%s'\n"
-		"set multiplot layout 1,3 title 'zerolink bench (medians, same run, sides on two "
+		"set multiplot layout 1,%d title 'zerolink bench (medians, same run, sides on two "
 		"cores)'\n"
 		"set logscale xy\nset grid\nset key top left\nset format x '%%.0s%%cB'\n",
-		png);
+		apps ? 2000 : 1500, png, apps ? 4 : 3);
 	static const char *const lp[] = {"zerolink-poll", "zerolink-block", "tcp", "unix", "pipe"};
 	static const uint64_t ls[] = {8, 64, 512, 4096, 65536};
 	fprintf(f,
@@ -289,6 +291,39 @@ int report_chart(const char *png)
 		fprintf(f, "'-' with linespoints title '%s'%s", pp[i], i < 3 ? ", " : "\n");
 	for (int i = 0; i < 4; i++)
 		series(f, pp[i], "pipeline", "throughput", ps, 3);
+	if (apps) {
+		/* real programs: how many times the kernel path's figure */
+		static const struct {
+			const char *label, *test, *metric;
+			uint64_t size;
+		} bars[] = {
+			{"sockperf 64 B", "sockperf", "latency", 64},
+			{"sockperf 16 KiB", "sockperf", "latency", 16384},
+			{"iperf3 1 stream", "iperf3", "throughput", 1},
+			{"iperf3 4 streams", "iperf3", "throughput", 4},
+			{"redis -c1 SET", "redis-set", "rate", 1},
+			{"redis -c1 GET", "redis-get", "rate", 1},
+			{"redis -c50 -P16 SET", "redis-set", "rate", 50},
+			{"redis -c50 -P16 GET", "redis-get", "rate", 50},
+			{"nginx + wrk", "nginx-wrk", "rate", 20},
+		};
+		fprintf(f,
+			"set title 'real programs: zerolink run / kernel TCP (x, higher is "
+			"better)'\nunset logscale\nset logscale y\nset format x '%%g'\n"
+			"unset xlabel\nset style data histograms\nset style fill solid 0.7\n"
+			"set boxwidth 0.8\nset xtics rotate by -35 nomirror\nset yrange [0.5:*]\n"
+			"set key top right\nplot '-' using 2:xtic(1) title 'speed-up', 1 "
+			"with lines lc 'black' title 'kernel'\n");
+		for (size_t i = 0; i < sizeof(bars) / sizeof(bars[0]); i++) {
+			double k = val("tcp", bars[i].test, bars[i].size, bars[i].metric);
+			double z = val("zerolink-run", bars[i].test, bars[i].size, bars[i].metric);
+			bool lat = strcmp(bars[i].metric, "latency") == 0;
+			double r = lat ? k / z : z / k;
+			if (!isnan(r))
+				fprintf(f, "\"%s\" %g\n", bars[i].label, r);
+		}
+		fprintf(f, "e\n");
+	}
 	fprintf(f, "unset multiplot\n");
 	fclose(f);
 	pid_t pid = fork();
