@@ -92,7 +92,36 @@ void report_table(void)
 	report_apps();
 }
 
-/* Real programs, kernel path against zerolink run (bench_apps.c). */
+/* Real programs, kernel path against zerolink run (bench_apps.c): the
+ * table's rows, and the chart's bars (those with a short name). */
+static const struct {
+	const char *test, *metric, *label, *bar;
+	uint64_t size;
+} app_rows[] = {
+	{"sockperf", "latency", "sockperf ping-pong 64 B, half round trip, us", "sockperf 64 B",
+	 64},
+	{"sockperf", "latency", "sockperf ping-pong 1 KiB, half round trip, us", NULL, 1024},
+	{"sockperf", "latency", "sockperf ping-pong 16 KiB, half round trip, us", "sockperf 16 KiB",
+	 16384},
+	{"iperf3", "throughput", "iperf3, 1 stream, Gbit/s", "iperf3 1 stream", 1},
+	{"iperf3", "throughput", "iperf3, 4 streams, Gbit/s", "iperf3 4 streams", 4},
+	{"redis-set", "rate", "redis-benchmark -c 1 -P 1 SET, k req/s", "redis -c1 SET", 1},
+	{"redis-get", "rate", "redis-benchmark -c 1 -P 1 GET, k req/s", "redis -c1 GET", 1},
+	{"redis-set", "rate", "redis-benchmark -c 50 -P 16 SET, k req/s", "redis -c50 -P16 SET",
+	 50},
+	{"redis-get", "rate", "redis-benchmark -c 50 -P 16 GET, k req/s", "redis -c50 -P16 GET",
+	 50},
+	{"nginx-wrk", "rate", "nginx (2 workers) + wrk -c 20, k req/s", "nginx + wrk", 20},
+};
+
+/* How many times better under zerolink run than on the kernel path. */
+static double app_gain(size_t i)
+{
+	double k = val("tcp", app_rows[i].test, app_rows[i].size, app_rows[i].metric);
+	double z = val("zerolink-run", app_rows[i].test, app_rows[i].size, app_rows[i].metric);
+	return strcmp(app_rows[i].metric, "latency") == 0 ? k / z : z / k;
+}
+
 static void report_apps(void)
 {
 	bool any = false;
@@ -100,37 +129,22 @@ static void report_apps(void)
 		any = strcmp(result_at(i)->path, "zerolink-run") == 0;
 	if (!any)
 		return;
-	static const struct {
-		const char *test, *metric, *label;
-		uint64_t size;
-	} rows[] = {
-		{"sockperf", "latency", "sockperf ping-pong 64 B, half round trip, us", 64},
-		{"sockperf", "latency", "sockperf ping-pong 1 KiB, half round trip, us", 1024},
-		{"sockperf", "latency", "sockperf ping-pong 16 KiB, half round trip, us", 16384},
-		{"iperf3", "throughput", "iperf3, 1 stream, Gbit/s", 1},
-		{"iperf3", "throughput", "iperf3, 4 streams, Gbit/s", 4},
-		{"redis-set", "rate", "redis-benchmark -c 1 -P 1 SET, k req/s", 1},
-		{"redis-get", "rate", "redis-benchmark -c 1 -P 1 GET, k req/s", 1},
-		{"redis-set", "rate", "redis-benchmark -c 50 -P 16 SET, k req/s", 50},
-		{"redis-get", "rate", "redis-benchmark -c 50 -P 16 GET, k req/s", 50},
-		{"nginx-wrk", "rate", "nginx (2 workers) + wrk -c 20, k req/s", 20},
-	};
 	printf("\nreal programs: kernel TCP loopback, under zerolink run, and the fallback\n"
 	       "(client under zerolink, server not: the kernel path through the shim)\n");
 	printf("  %-50s %10s %10s %10s %8s\n", "", "tcp", "zerolink", "fallback", "ratio");
-	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		double k = val("tcp", rows[i].test, rows[i].size, rows[i].metric);
-		double z = val("zerolink-run", rows[i].test, rows[i].size, rows[i].metric);
-		double f = val("fallback", rows[i].test, rows[i].size, rows[i].metric);
+	for (size_t i = 0; i < sizeof(app_rows) / sizeof(app_rows[0]); i++) {
+		double k = val("tcp", app_rows[i].test, app_rows[i].size, app_rows[i].metric);
+		double z =
+			val("zerolink-run", app_rows[i].test, app_rows[i].size, app_rows[i].metric);
+		double f = val("fallback", app_rows[i].test, app_rows[i].size, app_rows[i].metric);
 		if (isnan(k) && isnan(z))
 			continue;
-		bool lat = strcmp(rows[i].metric, "latency") == 0;
-		printf("  %-50s %10.2f %10.2f ", rows[i].label, k, z);
+		printf("  %-50s %10.2f %10.2f ", app_rows[i].label, k, z);
 		if (isnan(f))
 			printf("%10s", "-");
 		else
 			printf("%10.2f", f);
-		printf(" %7.2fx\n", lat ? k / z : z / k);
+		printf(" %7.2fx\n", app_gain(i));
 	}
 }
 
@@ -293,20 +307,6 @@ int report_chart(const char *png)
 		series(f, pp[i], "pipeline", "throughput", ps, 3);
 	if (apps) {
 		/* real programs: how many times the kernel path's figure */
-		static const struct {
-			const char *label, *test, *metric;
-			uint64_t size;
-		} bars[] = {
-			{"sockperf 64 B", "sockperf", "latency", 64},
-			{"sockperf 16 KiB", "sockperf", "latency", 16384},
-			{"iperf3 1 stream", "iperf3", "throughput", 1},
-			{"iperf3 4 streams", "iperf3", "throughput", 4},
-			{"redis -c1 SET", "redis-set", "rate", 1},
-			{"redis -c1 GET", "redis-get", "rate", 1},
-			{"redis -c50 -P16 SET", "redis-set", "rate", 50},
-			{"redis -c50 -P16 GET", "redis-get", "rate", 50},
-			{"nginx + wrk", "nginx-wrk", "rate", 20},
-		};
 		fprintf(f,
 			"set title 'real programs: zerolink run / kernel TCP (x, higher is "
 			"better)'\nunset logscale\nset logscale y\nset format x '%%g'\n"
@@ -314,13 +314,10 @@ int report_chart(const char *png)
 			"set boxwidth 0.8\nset xtics rotate by -35 nomirror\nset yrange [0.5:*]\n"
 			"set key top right\nplot '-' using 2:xtic(1) title 'speed-up', 1 "
 			"with lines lc 'black' title 'kernel'\n");
-		for (size_t i = 0; i < sizeof(bars) / sizeof(bars[0]); i++) {
-			double k = val("tcp", bars[i].test, bars[i].size, bars[i].metric);
-			double z = val("zerolink-run", bars[i].test, bars[i].size, bars[i].metric);
-			bool lat = strcmp(bars[i].metric, "latency") == 0;
-			double r = lat ? k / z : z / k;
-			if (!isnan(r))
-				fprintf(f, "\"%s\" %g\n", bars[i].label, r);
+		for (size_t i = 0; i < sizeof(app_rows) / sizeof(app_rows[0]); i++) {
+			double r = app_gain(i);
+			if (app_rows[i].bar && !isnan(r))
+				fprintf(f, "\"%s\" %g\n", app_rows[i].bar, r);
 		}
 		fprintf(f, "e\n");
 	}
