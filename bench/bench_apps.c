@@ -74,8 +74,10 @@ static bool loopback_try(int port, bool connect_to)
 
 static int port_new(void)
 {
+	/* below the ephemeral ports (32768 and up by default), so that no
+	 * client's port or TIME_WAIT is in the way */
 	if (!next_port)
-		next_port = 31000 + (int)(getpid() % 2000) * 8;
+		next_port = 20000 + (int)(getpid() % 1000) * 8;
 	while (!loopback_try(next_port, false))
 		next_port++;
 	return next_port++;

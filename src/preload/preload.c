@@ -1320,8 +1320,14 @@ static int conn_ready(struct zs *z, int events, bool arm)
 	int want = events & (POLLIN | POLLOUT | POLLRDHUP);
 	pthread_mutex_lock(&z->lock);
 	int rev = zl_sock_poll(z->s, want);
-	if (arm && !(rev & (want | POLLERR | POLLHUP)) &&
-	    zl_sock_arm(z->s, want ? want : POLLIN) == 1)
+	/* arm for what is not ready yet: a connection watched for reading
+	 * and writing that has room (writable) still waits for data, and its
+	 * peer must ring when the data comes */
+	int need = want & ~rev & (POLLIN | POLLOUT);
+	if (!want)
+		need = POLLIN;
+	if (arm && need && !(rev & (POLLIN | POLLRDHUP | POLLERR | POLLHUP)) &&
+	    zl_sock_arm(z->s, need) == 1)
 		rev = zl_sock_poll(z->s, want);
 	pthread_mutex_unlock(&z->lock);
 	return rev;

@@ -39,6 +39,9 @@ trap cleanup EXIT INT TERM
 
 fail() {
 	echo "FAIL ($name): $*" >&2
+	for f in "$tmp"/server*.log; do
+		[ -s "$f" ] && { echo "--- $f:" >&2; tail -5 "$f" >&2; }
+	done
 	exit 1
 }
 
@@ -51,10 +54,15 @@ need() {
 	done
 }
 
-# A free TCP port on loopback.
+# A free TCP port on loopback, below the kernel's range of ephemeral ports
+# (so that no client's port or TIME_WAIT takes it meanwhile), used by no
+# socket at all.
 free_port() {
-	p=$(( 20000 + ($$ * 7 + $(date +%N | sed 's/^0*//;s/^$/0/') / 1000) % 30000 ))
-	while ss -Htln "sport = :$p" | grep -q .; do
+	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	span=$((lo - 10000))
+	[ "$span" -gt 1000 ] || span=1000
+	p=$(( 10000 + ($$ * 7 + $(date +%N | sed 's/^0*//;s/^$/0/') / 1000) % span ))
+	while ss -Htan "sport = :$p" | grep -q .; do
 		p=$((p + 1))
 	done
 	echo "$p"

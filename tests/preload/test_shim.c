@@ -261,8 +261,8 @@ static void late_srv(int l)
 	int c = accept(l, NULL, NULL);
 	CHECK(c >= 0);
 	char b[8];
-	/* answer each byte after 20 ms, four times; then wait for the end */
-	for (int i = 0; i < 4; i++) {
+	/* answer each byte after 20 ms, five times; then wait for the end */
+	for (int i = 0; i < 5; i++) {
 		full_read(c, b, 1);
 		usleep(20000);
 		full_write(c, "x", 1);
@@ -309,6 +309,22 @@ static void case_readiness(void)
 	ev.events = EPOLLIN | EPOLLET;
 	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev) == 0);
 	CHECK(epoll_wait(ep, out, 4, 0) == 0);
+	/* watched for reading and writing, edge-triggered (as nginx does):
+	 * writable at once, then readable when the answer comes 20 ms later
+	 * (long after any spinning: the peer must ring) */
+	ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev) == 0);
+	CHECK(epoll_wait(ep, out, 4, 1000) == 1 && (out[0].events & EPOLLOUT));
+	full_write(s, "a", 1);
+	double t1 = now_s();
+	int got_in = 0;
+	while (!got_in && now_s() - t1 < 5) {
+		int k = epoll_wait(ep, out, 4, 5000);
+		CHECK(k >= 0);
+		got_in = k > 0 && (out[0].events & EPOLLIN);
+	}
+	CHECK(got_in);
+	CHECK(read(s, b, 1) == 1);
 	CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL) == 0);
 	CHECK(epoll_wait(ep, out, 4, 0) == 0);
 	/* nested: a set inside a set turns readable with the connection */
