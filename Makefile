@@ -12,7 +12,7 @@ FUZZ_SECONDS ?= 60
 # Debian 12 packages the build, the tests and the charts need.
 DEB_PKGS = gcc make meson ninja-build pkg-config gnuplot-nox clang clang-format libclang-rt-14-dev
 # the real programs the sockets tests (tests/apps) and benchmarks run
-DEB_PKGS += python3 curl socat iperf3 sockperf redis-server redis-tools memcached \
+DEB_PKGS += python3 curl socat iperf3 sockperf redis-server redis-tools memcached iproute2 procps \
 	    libmemcached-tools nginx-light wrk
 
 .PHONY: all deps build demo check check-asan check-tsan fuzz format format-check install clean
