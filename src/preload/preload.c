@@ -847,8 +847,12 @@ static int conn_wait(struct zs *z, int events)
 		return -EINTR;
 	if (r < 0 && (e == EAGAIN || e == EWOULDBLOCK))
 		return -EAGAIN;
-	/* end of file or an error on the kernel connection: the peer closed
-	 * or died, which its channel says too; wait for that a little */
+	/* end of file or an error on the kernel connection: every holder of
+	 * the other end closed it (after a fork, they only forget the channel)
+	 * or died. The channel learns it from the doorbell's end of file. */
+	pthread_mutex_lock(&z->lock);
+	zl__chan_bell_drain(z->s->ch);
+	pthread_mutex_unlock(&z->lock);
 	int w = zl_sock_wait(z->s, events, 10);
 	return w < 0 ? w : 0;
 }

@@ -9,7 +9,7 @@
  * FIONREAD, readv/writev and sendmsg/recvmsg, poll, select and epoll (level,
  * edge, one-shot, nested sets), shutdown of each direction, close with data in flight,
  * EPIPE and SIGPIPE, a peer that dies, dup/dup2/dup3/F_DUPFD, a forking
- * server, EINTR and SA_RESTART, ECONNREFUSED, sendfile and splice,
+ * server, an epoll set shared across fork, EINTR and SA_RESTART, ECONNREFUSED, sendfile and splice,
  * getsockname/getpeername/getsockopt, two threads on one socket, and 1000
  * connections open at once.
  *
@@ -526,6 +526,35 @@ static void case_dup_fork(void)
 	reap(srv);
 }
 
+/* An epoll set shared across fork: the child waits on the parent's set
+ * and takes the connection over; the parent closes its copies. */
+static void case_epoll_fork(void)
+{
+	pid_t srv = server(late_srv);
+	int s = dial(lport);
+	CHECK(s >= 0);
+	int ep = epoll_create1(0);
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 7};
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev) == 0);
+	pid_t kid = fork();
+	CHECK(kid >= 0);
+	if (kid == 0) {
+		char b[1];
+		for (int i = 0; i < 5; i++) {
+			full_write(s, "a", 1);
+			struct epoll_event out[2];
+			CHECK(epoll_wait(ep, out, 2, 5000) == 1 && out[0].data.u64 == 7);
+			CHECK(read(s, b, 1) == 1 && b[0] == 'x');
+		}
+		close(s); /* the last holder: the server sees the end */
+		_exit(0);
+	}
+	close(ep);
+	close(s);
+	reap(kid);
+	reap(srv);
+}
+
 /* ---- signals ---- */
 
 static void slow_srv(int l)
@@ -762,9 +791,11 @@ int main(int argc, char **argv)
 		const char *name;
 		void (*fn)(void);
 	} cases[] = {
-		{"data", case_data},   {"readiness", case_readiness}, {"ends", case_ends},
-		{"death", case_death}, {"dup_fork", case_dup_fork},   {"signals", case_signals},
-		{"files", case_files}, {"threads", case_threads},     {"many", case_many},
+		{"data", case_data},         {"readiness", case_readiness},
+		{"ends", case_ends},         {"death", case_death},
+		{"dup_fork", case_dup_fork}, {"epoll_fork", case_epoll_fork},
+		{"signals", case_signals},   {"files", case_files},
+		{"threads", case_threads},   {"many", case_many},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
