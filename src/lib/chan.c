@@ -2066,21 +2066,20 @@ int zl__chan_writable(struct zl_chan *ch, uint32_t len)
 
 uint32_t zl__chan_tx_room(struct zl_chan *ch)
 {
+	uint32_t f;
 	if (!ch->peer) {
-		uint32_t fr = ch->tx_size - (ch->tx_prod - ch->tx_cons_seen);
-		uint32_t pos = ch->tx_prod & (ch->tx_size - 1);
-		uint32_t contig = ch->tx_size - pos < fr ? ch->tx_size - pos : fr;
-		/* what fits before the ring's end, or after padding to it */
-		uint32_t best = contig > fr - contig ? contig : fr - contig;
-		return best ? (best - 1) * 64u + ZL_SLOT_INLINE_HEAD : 0;
+		/* not accepted yet: the peer has consumed nothing */
+		f = ch->tx_size - (ch->tx_prod - ch->tx_cons_seen);
+	} else {
+		if (send_status(ch))
+			return 0;
+		int64_t fr = tx_free(ch, ch->tx_size);
+		if (fr <= 0)
+			return 0;
+		f = (uint32_t)fr;
 	}
-	if (send_status(ch))
-		return 0;
-	int64_t fr = tx_free(ch, ch->tx_size);
-	if (fr <= 0)
-		return 0;
+	/* what fits before the ring's end, or after padding to it */
 	uint32_t pos = ch->tx_prod & (ch->tx_size - 1);
-	uint32_t f = (uint32_t)fr;
 	uint32_t contig = ch->tx_size - pos < f ? ch->tx_size - pos : f;
 	uint32_t best = contig > f - contig ? contig : f - contig;
 	uint32_t len = best ? (best - 1) * 64u + ZL_SLOT_INLINE_HEAD : 0;

@@ -1342,6 +1342,31 @@ static int conn_ready(struct zs *z, int events, bool arm)
 static int64_t spin_budget(void);
 static void spin_slept(uint64_t waited_ns, bool event);
 
+/* After the kernel answered poll(2) on a set: the carried descriptors'
+ * readiness is their channel's, not the kernel's (which is only the
+ * doorbell); their flags come down (we are awake), and doorbells that rang
+ * for nothing are drained. Returns the count of ready descriptors. */
+static int poll_merge(struct pollfd *fds, nfds_t n)
+{
+	int count = 0;
+	for (nfds_t i = 0; i < n; i++) {
+		struct zs *z = zs_get(fds[i].fd);
+		if (z && z->kind == K_CONN) {
+			bool rung = fds[i].revents != 0;
+			pthread_mutex_lock(&z->lock);
+			if (!atomic_load(&z->sleepers)) /* see epoll_once */
+				zl__chan_disarm(z->s->ch);
+			fds[i].revents = (short)zl_sock_poll(z->s, fds[i].events);
+			if (rung && !fds[i].revents)
+				zl__chan_bell_drain(z->s->ch);
+			pthread_mutex_unlock(&z->lock);
+		}
+		if (fds[i].revents)
+			count++;
+	}
+	return count;
+}
+
 /* Spin phase of poll(): the channels of the upgraded descriptors each
  * time, the kernel (without waiting) every 16th. Returns the count ready,
  * 0 when the budget ran out, -1 when the set has nothing upgraded. */
@@ -1368,17 +1393,7 @@ static int poll_spin(struct pollfd *fds, nfds_t n)
 			int r = real.poll(fds, n, 0);
 			if (r < 0)
 				return r;
-			int count = 0;
-			for (nfds_t k = 0; k < n; k++) {
-				struct zs *z = zs_get(fds[k].fd);
-				if (z && z->kind == K_CONN) {
-					pthread_mutex_lock(&z->lock);
-					fds[k].revents = (short)zl_sock_poll(z->s, fds[k].events);
-					pthread_mutex_unlock(&z->lock);
-				}
-				if (fds[k].revents)
-					count++;
-			}
+			int count = poll_merge(fds, n);
 			if (count)
 				return count;
 		}
@@ -1416,24 +1431,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int tmo_ms, const struct ti
 			  : real.poll(fds, n, ready ? 0 : tmo_ms);
 	if (r < 0)
 		return r;
-	/* the kernel's view of upgraded sockets is only the doorbell: replace it */
-	int count = 0;
-	for (nfds_t i = 0; i < n; i++) {
-		struct zs *z = zs_get(fds[i].fd);
-		if (z && z->kind == K_CONN) {
-			bool rung = fds[i].revents != 0;
-			pthread_mutex_lock(&z->lock);
-			if (!atomic_load(
-				    &z->sleepers)) /* awake: no more doorbells (see epoll_once) */
-				zl__chan_disarm(z->s->ch);
-			fds[i].revents = (short)zl_sock_poll(z->s, fds[i].events);
-			if (rung && !fds[i].revents)
-				zl__chan_bell_drain(z->s->ch);
-			pthread_mutex_unlock(&z->lock);
-		}
-		if (fds[i].revents)
-			count++;
-	}
+	int count = poll_merge(fds, n);
 	if (waits && !ready)
 		spin_slept(zl__now_ns() - t0, count > 0);
 	return count;
