@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -331,39 +332,75 @@ static void bench_iperf3(int runs, double secs)
 
 /* ---- redis-benchmark ---- */
 
+/* A Unix socket at path accepts connections (the server started). */
+static bool wait_unix(const char *path, pid_t pid)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(a.sun_path))
+		return false;
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	for (int i = 0; i < 200; i++) {
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
+		if (s >= 0)
+			close(s);
+		if (ok)
+			return true;
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return false;
+		usleep(25000);
+	}
+	return false;
+}
+
+/* redis-benchmark -c 1 -P 1 and -c 50 -P 16 over TCP, and -c 1 -P 1 over
+ * the server's Unix socket (tests redis-unix-set/-get). */
 static void bench_redis(int runs, int requests_1, int requests_50)
 {
 	if (!have("redis-server") || !have("redis-benchmark")) {
 		printf("  redis: not installed, skipped\n");
 		return;
 	}
-	static const char *const conf[][2] = {{"1", "1"}, {"50", "16"}};
-	static const uint64_t size[] = {1, 50};
-	char n[16], out[PATH_MAX], portb[16];
-	for (int c = 0; c < 2; c++) {
+	static const char *const conf[][2] = {{"1", "1"}, {"50", "16"}, {"1", "1"}};
+	static const uint64_t size[] = {1, 50, 1};
+	char n[16], out[PATH_MAX], portb[16], upath[PATH_MAX];
+	snprintf(upath, sizeof(upath), "%s/redis.sock", tmpdir);
+	for (int c = 0; c < 3; c++) {
+		bool unix_ = c == 2;
 		/* enough requests for a run of a second or more on either path */
-		snprintf(n, sizeof(n), "%d", c ? requests_50 : requests_1);
+		snprintf(n, sizeof(n), "%d", c == 1 ? requests_50 : requests_1);
 		double v[3][2][RUNS_MAX];
 		for (int r = 0; r < runs; r++) {
 			for (int m = 0; m < 3; m++) {
 				v[m][0][r] = v[m][1][r] = NAN;
 				if (m == M_FALLBACK && c != 0)
 					continue;
-				progress("apps: redis -c %s -P %s, %s, run %d", conf[c][0],
-					 conf[c][1], mode_path[m], r + 1);
-				int port = port_new();
+				progress("apps: redis -c %s -P %s%s, %s, run %d", conf[c][0],
+					 conf[c][1], unix_ ? " (unix socket)" : "", mode_path[m],
+					 r + 1);
+				int port = unix_ ? 0 : port_new();
 				snprintf(portb, sizeof(portb), "%d", port);
-				const char *sv[] = {"redis-server", "--port", portb, "--bind",
-						    "127.0.0.1",    "--save", "",    "--appendonly",
-						    "no",           NULL};
+				unlink(upath);
+				const char *sv[] = {"redis-server",
+						    "--port",
+						    portb,
+						    "--bind",
+						    "127.0.0.1",
+						    "--save",
+						    "",
+						    "--appendonly",
+						    "no",
+						    unix_ ? "--unixsocket" : NULL,
+						    upath,
+						    NULL};
 				pid_t srv = spawn(sv, m == M_ZEROLINK, 0, NULL);
-				if (!wait_listen(port, srv)) {
+				if (!(unix_ ? wait_unix(upath, srv) : wait_listen(port, srv))) {
 					stop(srv);
 					continue;
 				}
 				const char *cv[] = {"redis-benchmark",
-						    "-p",
-						    portb,
+						    unix_ ? "-s" : "-p",
+						    unix_ ? upath : portb,
 						    "-c",
 						    conf[c][0],
 						    "-P",
@@ -385,11 +422,15 @@ static void bench_redis(int runs, int requests_1, int requests_50)
 		for (int m = 0; m < 3; m++)
 			for (int k = 0; k < 2; k++) {
 				double med = median_of(v[m][k], runs);
+				static const char *const tn[2][2] = {
+					{"redis-set", "redis-get"},
+					{"redis-unix-set", "redis-unix-get"}};
 				if (!isnan(med))
-					result_add(mode_path[m], k ? "redis-get" : "redis-set",
-						   size[c], "rate", "k req/s", med, NAN, NAN);
+					result_add(mode_path[m], tn[unix_][k], size[c], "rate",
+						   "k req/s", med, NAN, NAN);
 			}
 	}
+	unlink(upath);
 }
 
 /* ---- nginx + wrk ---- */

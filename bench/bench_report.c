@@ -112,6 +112,9 @@ static const struct {
 	{"redis-get", "rate", "redis-benchmark -c 50 -P 16 GET, k req/s", "redis -c50 -P16 GET",
 	 50},
 	{"nginx-wrk", "rate", "nginx (2 workers) + wrk -c 20, k req/s", "nginx + wrk", 20},
+	{"redis-unix-set", "rate", "redis-benchmark -s (Unix socket) -c 1 SET, k req/s",
+	 "redis unix -c1 SET", 1},
+	{"redis-unix-get", "rate", "redis-benchmark -s (Unix socket) -c 1 GET, k req/s", NULL, 1},
 };
 
 /* How many times better under zerolink run than on the kernel path. */
@@ -129,8 +132,9 @@ static void report_apps(void)
 		any = strcmp(result_at(i)->path, "zerolink-run") == 0;
 	if (!any)
 		return;
-	printf("\nreal programs: kernel TCP loopback, under zerolink run, and the fallback\n"
-	       "(client under zerolink, server not: the kernel path through the shim)\n");
+	printf("\nreal programs: the kernel path (TCP loopback; the Unix socket for -s),\n"
+	       "under zerolink run, and the fallback (client under zerolink, server not:\n"
+	       "the kernel path through the shim)\n");
 	printf("  %-50s %10s %10s %10s %8s\n", "", "tcp", "zerolink", "fallback", "ratio");
 	for (size_t i = 0; i < sizeof(app_rows) / sizeof(app_rows[0]); i++) {
 		double k = val("tcp", app_rows[i].test, app_rows[i].size, app_rows[i].metric);

@@ -25,7 +25,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/sysmacros.h>
 #include <time.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <linux/inet_diag.h>
 #include <unistd.h>
 
 #include "../lib/internal.h"
@@ -77,14 +82,20 @@ struct region {
 	struct region *next;
 };
 
-/* A TCP socket listening in a domain under zerolink (SOCK_LISTEN). */
+/* A TCP or Unix stream socket listening in a domain under zerolink
+ * (SOCK_LISTEN). */
 struct sock_lis {
 	uint64_t netns, ino;
 	uint32_t domain;
-	int family; /* AF_INET or AF_INET6 */
+	int family; /* AF_INET, AF_INET6 or AF_UNIX */
 	uint8_t addr[16];
 	uint16_t port;
 	bool any, v6only;
+	/* AF_UNIX: the socket file (vdev, vino: as stat(2) gives them), or
+	 * the abstract name (namelen > 0, without its leading NUL) */
+	uint64_t vdev, vino;
+	uint8_t name[108];
+	uint16_t namelen;
 	struct sock_lis *next;
 };
 
@@ -92,6 +103,7 @@ struct sock_lis {
 struct sock_pend {
 	uint64_t netns;
 	uint16_t cport, sport;
+	uint64_t cino;   /* AF_UNIX: the client socket's inode (cport is 0) */
 	uint32_t domain; /* the client's */
 	pid_t pid;
 	uid_t uid;
@@ -118,6 +130,10 @@ static struct {
 	uint32_t next_domain, reserved_domain;
 	uint64_t next_chan;
 	bool stop;
+	bool diag_tried;
+	int diag; /* NETLINK_SOCK_DIAG, opened on the first Unix socket */
+	uint64_t diag_netns;
+	uint32_t diag_seq;
 } B;
 
 static void logf_(const char *fmt, ...)
@@ -548,6 +564,7 @@ static int on_ls(struct conn *c, uint32_t seq)
 
 struct sock_facts {
 	int family, type, listening;
+	bool connected;
 	uint64_t netns, ino;
 	uint8_t addr[16], paddr[16];
 	uint16_t port, pport; /* 0: unbound, or not connected */
@@ -600,9 +617,15 @@ static int sock_facts(int fd, struct sock_facts *f)
 	l = sizeof(f->netns);
 	if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &f->netns, &l) < 0)
 		return -errno;
-	if (f->type != SOCK_STREAM || (f->family != AF_INET && f->family != AF_INET6))
+	if (f->type != SOCK_STREAM ||
+	    (f->family != AF_INET && f->family != AF_INET6 && f->family != AF_UNIX))
 		return -EAFNOSUPPORT;
 	struct sockaddr_storage ss;
+	if (f->family == AF_UNIX) {
+		l = sizeof(ss);
+		f->connected = getpeername(fd, (struct sockaddr *)&ss, &l) == 0;
+		return 0;
+	}
 	l = sizeof(ss);
 	bool any;
 	if (getsockname(fd, (struct sockaddr *)&ss, &l) == 0 &&
@@ -612,6 +635,154 @@ static int sock_facts(int fd, struct sock_facts *f)
 	if (getpeername(fd, (struct sockaddr *)&ss, &l) == 0)
 		addr_norm(&ss, f->paddr, &f->pport, &any);
 	return 0;
+}
+
+/* What the kernel says of one Unix socket of the broker's network namespace
+ * (sock_diag, the interface ss(8) uses): its peer's inode, the file it is
+ * bound to, or its abstract name. */
+struct unix_facts {
+	uint8_t state;       /* TCP_LISTEN (10) for a listener */
+	uint32_t peer;       /* 0: none */
+	uint64_t vdev, vino; /* 0: not bound to a file */
+	uint8_t name[108];   /* abstract name, without its leading NUL */
+	uint16_t namelen;    /* 0: none */
+};
+
+static int diag_open(void)
+{
+	if (!B.diag_tried) {
+		B.diag_tried = true;
+		B.diag = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+		socklen_t l = sizeof(B.diag_netns);
+		if (B.diag >= 0 &&
+		    getsockopt(B.diag, SOL_SOCKET, SO_NETNS_COOKIE, &B.diag_netns, &l) < 0) {
+			close(B.diag);
+			B.diag = -1;
+		}
+		if (B.diag >= 0) {
+			struct timeval tv = {1, 0};
+			setsockopt(B.diag, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		}
+	}
+	return B.diag;
+}
+
+/* Whether the TCP listener of record x still listens (inet_diag: a socket
+ * of its inode in state LISTEN on its port). Unknown (another network
+ * namespace, no sock_diag) counts as yes. */
+static bool tcp_listener_alive(const struct sock_lis *x)
+{
+	if (diag_open() < 0 || x->netns != B.diag_netns)
+		return true;
+	struct {
+		struct nlmsghdr nh;
+		struct inet_diag_req_v2 r;
+	} q;
+	memset(&q, 0, sizeof(q));
+	q.nh.nlmsg_len = sizeof(q);
+	q.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	q.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	q.nh.nlmsg_seq = ++B.diag_seq;
+	q.r.sdiag_family = (uint8_t)x->family;
+	q.r.sdiag_protocol = IPPROTO_TCP;
+	q.r.idiag_states = 1u << 10; /* TCP_LISTEN */
+	q.r.id.idiag_sport = htons(x->port);
+	if (send(B.diag, &q, sizeof(q), 0) < 0)
+		return true;
+	bool found = false;
+	for (;;) {
+		long buf[2048];
+		ssize_t n = recv(B.diag, buf, sizeof(buf), 0);
+		if (n <= 0)
+			return true;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n);
+		     h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_seq != B.diag_seq)
+				continue;
+			if (h->nlmsg_type == NLMSG_DONE)
+				return found;
+			if (h->nlmsg_type == NLMSG_ERROR)
+				return true;
+			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+			    h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+				continue;
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+			if (m->idiag_inode == x->ino && ntohs(m->id.idiag_sport) == x->port)
+				found = true;
+		}
+	}
+}
+
+static int unix_diag(uint64_t ino, struct unix_facts *u)
+{
+	memset(u, 0, sizeof(*u));
+	if (diag_open() < 0)
+		return -EOPNOTSUPP;
+	struct {
+		struct nlmsghdr nh;
+		struct unix_diag_req r;
+	} q;
+	memset(&q, 0, sizeof(q));
+	q.nh.nlmsg_len = sizeof(q);
+	q.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	q.nh.nlmsg_flags = NLM_F_REQUEST;
+	q.nh.nlmsg_seq = ++B.diag_seq;
+	q.r.sdiag_family = AF_UNIX;
+	q.r.udiag_states = ~0u;
+	q.r.udiag_ino = (uint32_t)ino;
+	q.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER;
+	q.r.udiag_cookie[0] = q.r.udiag_cookie[1] = ~0u; /* no cookie: by inode */
+	if (send(B.diag, &q, sizeof(q), 0) < 0)
+		return -errno;
+	for (;;) {
+		long buf[1024];
+		ssize_t n = recv(B.diag, buf, sizeof(buf), 0);
+		if (n < 0)
+			return -errno;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n);
+		     h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_seq != B.diag_seq)
+				continue; /* an answer to a request given up on */
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+				return e->error ? e->error : -ENOENT;
+			}
+			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+			    h->nlmsg_len < NLMSG_LENGTH(sizeof(struct unix_diag_msg)))
+				return -EPROTO;
+			const struct unix_diag_msg *m = NLMSG_DATA(h);
+			if (m->udiag_ino != (uint32_t)ino)
+				return -ENOENT;
+			u->state = m->udiag_state;
+			int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+			const struct nlattr *a = (const void *)(m + 1);
+			for (; alen >= (int)sizeof(*a) && a->nla_len >= sizeof(*a) &&
+			       a->nla_len <= alen;
+			     alen -= NLA_ALIGN(a->nla_len),
+			     a = (const void *)((const char *)a + NLA_ALIGN(a->nla_len))) {
+				const void *d = a + 1;
+				size_t dl = a->nla_len - sizeof(*a);
+				if (a->nla_type == UNIX_DIAG_PEER && dl >= 4) {
+					memcpy(&u->peer, d, 4);
+				} else if (a->nla_type == UNIX_DIAG_VFS &&
+					   dl >= sizeof(struct unix_diag_vfs)) {
+					struct unix_diag_vfs v;
+					memcpy(&v, d, sizeof(v));
+					/* the kernel's device number, as stat(2) encodes it */
+					u->vdev = makedev(v.udiag_vfs_dev >> 20,
+							  v.udiag_vfs_dev & 0xfffff);
+					u->vino = v.udiag_vfs_ino;
+				} else if (a->nla_type == UNIX_DIAG_NAME && dl > 1 &&
+					   ((const char *)d)[0] == '\0') {
+					u->namelen = (uint16_t)(dl - 1 < sizeof(u->name)
+									? dl - 1
+									: sizeof(u->name));
+					memcpy(u->name, (const char *)d + 1, u->namelen);
+				}
+			}
+			return 0;
+		}
+	}
 }
 
 static void sock_lis_remove(uint64_t netns, uint64_t ino, uint32_t domain)
@@ -635,15 +806,17 @@ static void sock_pend_free(struct sock_pend *p)
 }
 
 /* Drop waiting channels whose client is gone (its end hung up), those of a
- * domain that went away (domain != 0), and those of one client port. */
-static void sock_pend_sweep(uint32_t domain, uint64_t netns, uint16_t cport)
+ * domain that went away (domain != 0), those of one client port, and that of
+ * one Unix client socket (cino). */
+static void sock_pend_sweep(uint32_t domain, uint64_t netns, uint16_t cport, uint64_t cino)
 {
 	for (struct sock_pend **pp = &B.spend; *pp;) {
 		struct sock_pend *p = *pp;
 		struct pollfd pf = {.fd = p->fd, .events = 0};
 		bool gone = poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLERR));
 		if (gone || (domain && p->domain == domain) ||
-		    (cport && p->cport == cport && p->netns == netns)) {
+		    (cport && p->cport == cport && p->netns == netns) ||
+		    (cino && p->cino == cino && p->netns == netns)) {
 			*pp = p->next;
 			struct chan *ch = chan_find(p->chan);
 			if (ch)
@@ -655,6 +828,187 @@ static void sock_pend_sweep(uint32_t domain, uint64_t netns, uint16_t cport)
 	}
 }
 
+/* A client under zerolink is about to connect to a listener of domain
+ * ldomain: make the channel, keep its server end until the accept, and give
+ * the client its end. */
+static int sock_pend_new(struct conn *c, uint32_t seq, uint64_t netns, uint16_t cport,
+			 uint16_t sport, uint64_t cino, uint32_t ldomain, const char *svc)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		reply_err(c, seq, errno, "socketpair: %s", strerror(errno));
+		return 0;
+	}
+	struct sock_pend *p = calloc(1, sizeof(*p));
+	struct chan *ch = calloc(1, sizeof(*ch));
+	if (!p || !ch) {
+		free(p);
+		free(ch);
+		close(sv[0]);
+		close(sv[1]);
+		return -ENOMEM;
+	}
+	ch->id = ++B.next_chan;
+	ch->mode = ZL_PROTO_MODE_ISOLATED;
+	ch->dom[0] = c->domain;
+	ch->dom[1] = ldomain;
+	snprintf(ch->service, sizeof(ch->service), "%s", svc);
+	ch->next = B.chans;
+	B.chans = ch;
+	p->netns = netns;
+	p->cport = cport;
+	p->sport = sport;
+	p->cino = cino;
+	p->domain = c->domain;
+	p->pid = c->pid;
+	p->uid = c->uid;
+	p->gid = c->gid;
+	p->chan = ch->id;
+	p->fd = sv[1];
+	p->next = B.spend;
+	B.spend = p;
+	struct zl_proto_incoming in = {.mode = ZL_PROTO_MODE_ISOLATED};
+	in.chan = ch->id;
+	in.peer_domain = ldomain;
+	snprintf(in.service, sizeof(in.service), "%s", ch->service);
+	zl__msg_send(c->fd, ZL_MSG_SOCK_OK, seq, &in, sizeof(in), &sv[0], 1);
+	close(sv[0]);
+	event(ZL_EVENT_CHAN_UP, c->domain, ch->id, ch->service);
+	return 0;
+}
+
+/* The server accepted the connection of waiting channel p (taken off the
+ * list): it gets the channel's other end. */
+static void sock_pend_give(struct conn *c, uint32_t seq, struct sock_pend *p)
+{
+	struct zl_proto_incoming in = {.mode = ZL_PROTO_MODE_ISOLATED};
+	struct chan *ch = chan_find(p->chan);
+	if (ch)
+		ch->dom[1] = c->domain;
+	in.chan = p->chan;
+	in.peer_domain = p->domain;
+	in.peer_pid = (uint32_t)p->pid;
+	in.peer_uid = p->uid;
+	in.peer_gid = p->gid;
+	if (ch)
+		snprintf(in.service, sizeof(in.service), "%s", ch->service);
+	zl__msg_send(c->fd, ZL_MSG_SOCK_OK, seq, &in, sizeof(in), &p->fd, 1);
+	sock_pend_free(p);
+}
+
+/* SOCK_* for a Unix stream socket (facts f, already read from fd). Only
+ * sockets of the broker's own network namespace: sock_diag answers for
+ * that one. */
+static int on_sock_unix(struct conn *c, uint8_t type, uint32_t seq, const struct zl_proto_sock *b,
+			int fd, const struct sock_facts *f)
+{
+	struct unix_facts u;
+	int err = unix_diag(f->ino, &u);
+	close(fd);
+	if (!err && f->netns != B.diag_netns)
+		err = -EXDEV;
+	if (err == -EXDEV) {
+		reply_err(c, seq, EXDEV,
+			  "unix sockets are carried in the broker's network namespace only");
+		return 0;
+	}
+	if (err) {
+		reply_err(c, seq, -err, "sock_diag: %s", strerror(-err));
+		return 0;
+	}
+	if (type == ZL_MSG_SOCK_UNLISTEN) {
+		sock_lis_remove(f->netns, f->ino, 0);
+		zl__msg_send(c->fd, ZL_MSG_OK, seq, NULL, 0, NULL, 0);
+		return 0;
+	}
+	if (type == ZL_MSG_SOCK_CANCEL) {
+		sock_pend_sweep(0, f->netns, 0, f->ino);
+		zl__msg_send(c->fd, ZL_MSG_OK, seq, NULL, 0, NULL, 0);
+		return 0;
+	}
+	if (type == ZL_MSG_SOCK_LISTEN) {
+		if (!f->listening || (!u.vino && !u.namelen)) {
+			reply_err(c, seq, EINVAL, "not a bound, listening unix socket");
+			return 0;
+		}
+		sock_lis_remove(f->netns, f->ino, 0);
+		struct sock_lis *x = calloc(1, sizeof(*x));
+		if (!x)
+			return -ENOMEM;
+		x->netns = f->netns;
+		x->ino = f->ino;
+		x->domain = c->domain;
+		x->family = AF_UNIX;
+		x->vdev = u.vdev;
+		x->vino = u.vino;
+		x->namelen = u.namelen;
+		memcpy(x->name, u.name, u.namelen);
+		x->next = B.slis;
+		B.slis = x;
+		logf_("unix listener (inode %lu) offered by domain %u", (unsigned long)f->ino,
+		      x->domain);
+		zl__msg_send(c->fd, ZL_MSG_OK, seq, NULL, 0, NULL, 0);
+		return 0;
+	}
+	if (type == ZL_MSG_SOCK_ACCEPT) {
+		struct sock_pend **pp = &B.spend, *p = NULL;
+		for (; u.peer && *pp; pp = &(*pp)->next) {
+			if ((*pp)->netns == f->netns && (*pp)->cino == u.peer) {
+				p = *pp;
+				break;
+			}
+		}
+		if (f->listening || !p) {
+			reply_err(c, seq, ENOENT, "no client under zerolink on this connection");
+			return 0;
+		}
+		*pp = p->next;
+		sock_pend_give(c, seq, p);
+		return 0;
+	}
+	/* SOCK_CONNECT: an unconnected socket, and the destination's file or
+	 * abstract name */
+	if (f->listening || f->connected) {
+		reply_err(c, seq, EINVAL, "the socket must not be connected yet");
+		return 0;
+	}
+	uint64_t vdev, vino;
+	memcpy(&vdev, b->addr, 8);
+	memcpy(&vino, b->addr + 8, 8);
+	struct sock_lis *x = B.slis;
+	for (; x; x = x->next) {
+		if (x->family != AF_UNIX || x->netns != f->netns)
+			continue;
+		if (b->namelen ? x->namelen == b->namelen && !memcmp(x->name, b->name, b->namelen)
+			       : !x->namelen && x->vino == vino && x->vdev == vdev)
+			break;
+	}
+	/* the record may be stale: its socket closed by every holder (after a
+	 * fork nobody withdraws it), and the file replaced by another whose
+	 * inode number was reused. Only a live listener bound there counts. */
+	struct unix_facts lu;
+	if (x && (unix_diag(x->ino, &lu) != 0 || lu.state != 10 /* TCP_LISTEN */ ||
+		  lu.namelen != x->namelen || memcmp(lu.name, x->name, x->namelen) != 0 ||
+		  lu.vdev != x->vdev || lu.vino != x->vino)) {
+		sock_lis_remove(x->netns, x->ino, 0);
+		x = NULL;
+	}
+	if (!x) {
+		reply_err(c, seq, ENOENT, "nobody under zerolink listens there");
+		return 0;
+	}
+	sock_pend_sweep(0, f->netns, 0, f->ino);
+	char svc[ZL_NAME_MAX];
+	if (x->namelen)
+		snprintf(svc, sizeof(svc), "unix:@%.*s", (int)x->namelen, (const char *)x->name);
+	else
+		snprintf(svc, sizeof(svc), "unix:%lu", (unsigned long)x->vino);
+	for (char *q = svc; *q; q++)
+		if ((unsigned char)*q < 32 || (unsigned char)*q > 126)
+			*q = '?';
+	return sock_pend_new(c, seq, f->netns, 0, 0, f->ino, x->domain, svc);
+}
+
 static int on_sock(struct conn *c, uint8_t type, uint32_t seq, const struct zl_proto_sock *b,
 		   int fd)
 {
@@ -664,6 +1018,8 @@ static int on_sock(struct conn *c, uint8_t type, uint32_t seq, const struct zl_p
 	}
 	struct sock_facts f;
 	int err = sock_facts(fd, &f);
+	if (!err && f.family == AF_UNIX)
+		return on_sock_unix(c, type, seq, b, fd, &f);
 	if (type == ZL_MSG_SOCK_LISTEN && !err) {
 		if (!f.listening || !f.port) {
 			err = -EINVAL;
@@ -693,7 +1049,7 @@ static int on_sock(struct conn *c, uint8_t type, uint32_t seq, const struct zl_p
 	} else if (type == ZL_MSG_SOCK_UNLISTEN && !err) {
 		sock_lis_remove(f.netns, f.ino, 0);
 	} else if (type == ZL_MSG_SOCK_CANCEL && !err) {
-		sock_pend_sweep(0, f.netns, f.port);
+		sock_pend_sweep(0, f.netns, f.port, 0);
 	}
 	close(fd);
 	if (type == ZL_MSG_SOCK_LISTEN || type == ZL_MSG_SOCK_UNLISTEN ||
@@ -708,11 +1064,10 @@ static int on_sock(struct conn *c, uint8_t type, uint32_t seq, const struct zl_p
 		reply_err(c, seq, -err, "not a TCP socket");
 		return 0;
 	}
-	struct zl_proto_incoming in = {.mode = ZL_PROTO_MODE_ISOLATED};
 	if (type == ZL_MSG_SOCK_ACCEPT) {
 		struct sock_pend **pp = &B.spend, *p = NULL;
 		for (; *pp; pp = &(*pp)->next) {
-			if ((*pp)->netns == f.netns && (*pp)->cport == f.pport &&
+			if ((*pp)->netns == f.netns && !(*pp)->cino && (*pp)->cport == f.pport &&
 			    (*pp)->sport == f.port) {
 				p = *pp;
 				break;
@@ -723,17 +1078,7 @@ static int on_sock(struct conn *c, uint8_t type, uint32_t seq, const struct zl_p
 			return 0;
 		}
 		*pp = p->next;
-		struct chan *ch = chan_find(p->chan);
-		if (ch)
-			ch->dom[1] = c->domain;
-		in.chan = p->chan;
-		in.peer_domain = p->domain;
-		in.peer_pid = (uint32_t)p->pid;
-		in.peer_uid = p->uid;
-		in.peer_gid = p->gid;
-		snprintf(in.service, sizeof(in.service), "tcp:%u", f.port);
-		zl__msg_send(c->fd, ZL_MSG_SOCK_OK, seq, &in, sizeof(in), &p->fd, 1);
-		sock_pend_free(p);
+		sock_pend_give(c, seq, p);
 		return 0;
 	}
 	/* SOCK_CONNECT: a bound client socket, and a destination */
@@ -761,50 +1106,20 @@ static int on_sock(struct conn *c, uint8_t type, uint32_t seq, const struct zl_p
 		if (x->family == AF_INET6 && dfam == AF_INET && x->any && !x->v6only)
 			break;
 	}
+	/* a record whose socket every holder closed (after a fork nobody
+	 * withdraws it) must not catch a port another program now listens on */
+	if (x && !tcp_listener_alive(x)) {
+		sock_lis_remove(x->netns, x->ino, 0);
+		x = NULL;
+	}
 	if (!x) {
 		reply_err(c, seq, ENOENT, "nobody under zerolink listens there");
 		return 0;
 	}
-	sock_pend_sweep(0, f.netns, f.port);
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		reply_err(c, seq, errno, "socketpair: %s", strerror(errno));
-		return 0;
-	}
-	struct sock_pend *p = calloc(1, sizeof(*p));
-	struct chan *ch = calloc(1, sizeof(*ch));
-	if (!p || !ch) {
-		free(p);
-		free(ch);
-		close(sv[0]);
-		close(sv[1]);
-		return -ENOMEM;
-	}
-	ch->id = ++B.next_chan;
-	ch->mode = ZL_PROTO_MODE_ISOLATED;
-	ch->dom[0] = c->domain;
-	ch->dom[1] = x->domain;
-	snprintf(ch->service, sizeof(ch->service), "tcp:%u", x->port);
-	ch->next = B.chans;
-	B.chans = ch;
-	p->netns = f.netns;
-	p->cport = f.port;
-	p->sport = x->port;
-	p->domain = c->domain;
-	p->pid = c->pid;
-	p->uid = c->uid;
-	p->gid = c->gid;
-	p->chan = ch->id;
-	p->fd = sv[1];
-	p->next = B.spend;
-	B.spend = p;
-	in.chan = ch->id;
-	in.peer_domain = x->domain;
-	snprintf(in.service, sizeof(in.service), "%s", ch->service);
-	zl__msg_send(c->fd, ZL_MSG_SOCK_OK, seq, &in, sizeof(in), &sv[0], 1);
-	close(sv[0]);
-	event(ZL_EVENT_CHAN_UP, c->domain, ch->id, ch->service);
-	return 0;
+	sock_pend_sweep(0, f.netns, f.port, 0);
+	char svc[ZL_NAME_MAX];
+	snprintf(svc, sizeof(svc), "tcp:%u", x->port);
+	return sock_pend_new(c, seq, f.netns, f.port, x->port, 0, x->domain, svc);
 }
 
 static void conn_drop(struct conn *c)
@@ -842,7 +1157,7 @@ static void conn_drop(struct conn *c)
 			}
 		}
 		sock_lis_remove(0, 0, id);
-		sock_pend_sweep(id, 0, 0);
+		sock_pend_sweep(id, 0, 0, 0);
 		for (struct region **pp = &B.regions; *pp;) {
 			if ((*pp)->r.domain == id) {
 				struct region *r = *pp;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * zerolink run [--spin=US] [--off] [--debug] -- PROGRAM [ARGS...]
+ * zerolink run [--spin=US] [--off] [--no-unix] [--debug] -- PROGRAM [ARGS...]
  *
  * Runs an unmodified program with libzerolink-preload.so, so that its TCP
  * connections to other programs under zerolink on this host travel over
@@ -23,16 +23,19 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: zerolink run [--spin=US] [--off] [--debug] -- PROGRAM [ARGS...]\n"
+	fprintf(f, "usage: zerolink run [--spin=US] [--off] [--no-unix] [--debug] -- PROGRAM "
+		   "[ARGS...]\n"
 		   "\n"
-		   "Run PROGRAM so that its TCP connections to programs on this host that\n"
-		   "also run under zerolink are carried over shared memory. Connections to\n"
-		   "anything else use the kernel, unchanged.\n"
+		   "Run PROGRAM so that its TCP and Unix stream connections to programs on\n"
+		   "this host that also run under zerolink are carried over shared memory.\n"
+		   "Connections to anything else use the kernel, unchanged.\n"
 		   "\n"
 		   "  --spin=US  how long a blocked call busy-polls before it sleeps, in\n"
 		   "             microseconds at most (0: sleep at once; default:\n"
 		   "             adaptive, up to $ZEROLINK_SPIN_US or 50)\n"
 		   "  --off      load the shim but keep every connection on the kernel path\n"
+		   "  --no-unix  keep Unix sockets on the kernel path (programs that pass\n"
+		   "             descriptors over them)\n"
 		   "  --debug    say on stderr which connections are carried\n");
 }
 
@@ -60,11 +63,9 @@ static int preload_path(char *buf, size_t size)
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"spin", required_argument, NULL, 's'},
-		{"off", no_argument, NULL, 'o'},
-		{"debug", no_argument, NULL, 'd'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{"spin", required_argument, NULL, 's'}, {"off", no_argument, NULL, 'o'},
+		{"no-unix", no_argument, NULL, 'u'},    {"debug", no_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'},       {0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -83,6 +84,9 @@ int cmd_run(int argc, char **argv)
 		}
 		case 'o':
 			setenv("ZEROLINK_SOCKETS", "0", 1);
+			break;
+		case 'u':
+			setenv("ZEROLINK_UNIX", "0", 1);
 			break;
 		case 'd':
 			setenv("ZEROLINK_DEBUG", "1", 1);

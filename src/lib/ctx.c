@@ -591,14 +591,39 @@ int zl__sock_cancel(struct zl_ctx *ctx, int fd)
 	return sock_call(ctx, ZL_MSG_SOCK_CANCEL, fd, NULL, NULL, NULL);
 }
 
+static int sock_begin(struct zl_ctx *ctx, int fd, const struct zl_proto_sock *b,
+		      const struct zl_chan_opts *opts, struct zl_chan **out);
+
 int zl__sock_begin(struct zl_ctx *ctx, int fd, int family, const void *addr, uint16_t port,
 		   const struct zl_chan_opts *opts, struct zl_chan **out)
 {
 	struct zl_proto_sock b = {.family = (uint32_t)family, .port = port};
 	memcpy(b.addr, addr, family == AF_INET ? 4 : 16);
+	return sock_begin(ctx, fd, &b, opts, out);
+}
+
+int zl__sock_begin_unix(struct zl_ctx *ctx, int fd, uint64_t dev, uint64_t ino, const void *name,
+			size_t namelen, const struct zl_chan_opts *opts, struct zl_chan **out)
+{
+	struct zl_proto_sock b = {.family = AF_UNIX};
+	if (namelen >= sizeof(b.name))
+		return -ENAMETOOLONG;
+	if (namelen) {
+		b.namelen = (uint16_t)namelen;
+		memcpy(b.name, name, namelen);
+	} else {
+		memcpy(b.addr, &dev, 8);
+		memcpy(b.addr + 8, &ino, 8);
+	}
+	return sock_begin(ctx, fd, &b, opts, out);
+}
+
+static int sock_begin(struct zl_ctx *ctx, int fd, const struct zl_proto_sock *b,
+		      const struct zl_chan_opts *opts, struct zl_chan **out)
+{
 	struct zl_proto_incoming in;
 	int ctl = -1;
-	int err = sock_call(ctx, ZL_MSG_SOCK_CONNECT, fd, &b, &in, &ctl);
+	int err = sock_call(ctx, ZL_MSG_SOCK_CONNECT, fd, b, &in, &ctl);
 	if (err)
 		return err;
 	struct zl_chan *ch = zl__chan_new(ctx, opts, ZL_MODE_ISOLATED, ctl, in.chan, &err);

@@ -212,13 +212,18 @@ uint32_t zl__chan_tx_room(struct zl_chan *ch);
 int zl__connect_begin(struct zl_ctx *ctx, const char *service, const struct zl_chan_opts *opts,
 		      struct zl_chan **out);
 int zl__connect_finish(struct zl_chan *ch, int timeout_ms);
-/* Kernel TCP sockets carried over channels (see struct zl_proto_sock):
+/* Kernel TCP and Unix stream sockets carried over channels (see struct
+ * zl_proto_sock):
  * -ENOENT from begin and accepted means "an ordinary connection". */
 int zl__sock_listen(struct zl_ctx *ctx, int fd);
 int zl__sock_unlisten(struct zl_ctx *ctx, int fd);
 int zl__sock_cancel(struct zl_ctx *ctx, int fd);
 int zl__sock_begin(struct zl_ctx *ctx, int fd, int family, const void *addr, uint16_t port,
 		   const struct zl_chan_opts *opts, struct zl_chan **out);
+/* The same for a Unix stream socket going to the socket file (dev, ino) or,
+ * namelen > 0, to the abstract name (without its leading NUL). */
+int zl__sock_begin_unix(struct zl_ctx *ctx, int fd, uint64_t dev, uint64_t ino, const void *name,
+			size_t namelen, const struct zl_chan_opts *opts, struct zl_chan **out);
 int zl__sock_accepted(struct zl_ctx *ctx, int fd, const struct zl_chan_opts *opts,
 		      struct zl_chan **out);
 /* Validation of a peer half header (also used by the fuzz harness). */

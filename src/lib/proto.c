@@ -191,7 +191,10 @@ int zl__proto_check(const void *buf, size_t len, int nfds)
 			return -EPROTO;
 		break;
 	case ZL_MSG_SOCK_CONNECT:
-		if (u.sock.family != AF_INET && u.sock.family != AF_INET6)
+		if (u.sock.family != AF_INET && u.sock.family != AF_INET6 &&
+		    u.sock.family != AF_UNIX)
+			return -EPROTO;
+		if (u.sock.namelen > sizeof(u.sock.name) - 1)
 			return -EPROTO;
 		break;
 	default:

@@ -31,6 +31,7 @@
  * systems off_t is 64 bits either way). */
 #undef _FILE_OFFSET_BITS
 #include <dlfcn.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -52,7 +53,9 @@
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <zerolink/zerolink.h>
@@ -106,6 +109,7 @@ static struct {
 } real;
 
 static bool enabled;
+static bool unix_enabled; /* ZEROLINK_UNIX=0 leaves Unix sockets to the kernel */
 static int debug;
 
 static void dbg(const char *fmt, ...)
@@ -182,6 +186,8 @@ __attribute__((constructor)) static void shim_init(void)
 	LOAD(setsockopt);
 	const char *e = getenv("ZEROLINK_SOCKETS");
 	enabled = !(e && strcmp(e, "0") == 0);
+	e = getenv("ZEROLINK_UNIX");
+	unix_enabled = !(e && strcmp(e, "0") == 0);
 	e = getenv("ZEROLINK_DEBUG");
 	debug = e && *e ? atoi(e) : 0;
 	/* our descriptors high, out of the program's way (see zl__fd_floor) */
@@ -285,6 +291,7 @@ struct zs {
 	bool forked; /* another process may hold the connection too */
 	bool nonblock;
 	bool kconn;           /* the kernel connection is known to be established */
+	bool unix_;           /* a Unix stream socket (no TCP options) */
 	int nodelay, cork;    /* the program's TCP_NODELAY and TCP_CORK (see doorbell_opts) */
 	_Atomic int sleepers; /* threads asleep on the doorbell in conn_wait() */
 	struct sockaddr_storage peer; /* its peer's address, once known */
@@ -443,15 +450,22 @@ __attribute__((constructor)) static void shim_atfork(void)
 /* ------------------------------------------------------------------ */
 /* set-up: listen, connect, accept                                       */
 
-static bool is_tcp(int fd, int *family)
+/* A TCP socket, or (unless ZEROLINK_UNIX=0) a Unix stream socket: what can
+ * be carried. */
+static bool is_carried_kind(int fd, int *family)
 {
 	int type, dom;
 	socklen_t l = sizeof(type);
 	if (real.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) < 0 || type != SOCK_STREAM)
 		return false;
 	l = sizeof(dom);
-	if (real.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0 ||
-	    (dom != AF_INET && dom != AF_INET6))
+	if (real.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0)
+		return false;
+	if (dom == AF_UNIX) {
+		*family = dom;
+		return unix_enabled;
+	}
+	if (dom != AF_INET && dom != AF_INET6)
 		return false;
 	int proto;
 	l = sizeof(proto);
@@ -527,7 +541,13 @@ static int kconn_check(int fd, struct zs *z);
  * program's own settings are kept apart and shown to it by getsockopt. */
 static void doorbell_opts(int fd, struct zs *z)
 {
-	socklen_t l = sizeof(int);
+	int dom = 0;
+	socklen_t l = sizeof(dom);
+	if (real.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) == 0 && dom == AF_UNIX) {
+		z->unix_ = true; /* no Nagle there */
+		return;
+	}
+	l = sizeof(int);
 	if (real.getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &z->nodelay, &l) < 0)
 		z->nodelay = 0;
 	l = sizeof(int);
@@ -570,7 +590,7 @@ EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t le
 {
 	INIT();
 	struct zs *z = zs_get(fd);
-	if (!z || z->kind != K_CONN || level != IPPROTO_TCP ||
+	if (!z || z->kind != K_CONN || z->unix_ || level != IPPROTO_TCP ||
 	    (name != TCP_NODELAY && name != TCP_CORK))
 		return real.setsockopt(fd, level, name, val, len);
 	if (!val || len < sizeof(int)) {
@@ -590,7 +610,7 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
 	INIT();
 	struct zs *z = zs_get(fd);
-	if (!z || z->kind != K_CONN || level != IPPROTO_TCP ||
+	if (!z || z->kind != K_CONN || z->unix_ || level != IPPROTO_TCP ||
 	    (name != TCP_NODELAY && name != TCP_CORK))
 		return real.getsockopt(fd, level, name, val, len);
 	if (!val || !len) {
@@ -609,7 +629,7 @@ EXPORT int listen(int fd, int backlog)
 	INIT();
 	int r = real.listen(fd, backlog);
 	int fam;
-	if (r < 0 || !enabled || zs_get(fd) || !is_tcp(fd, &fam))
+	if (r < 0 || !enabled || zs_get(fd) || !is_carried_kind(fd, &fam))
 		return r;
 	struct zl_ctx *c = shim_ctx();
 	if (!c)
@@ -633,13 +653,76 @@ EXPORT int listen(int fd, int backlog)
 	return r;
 }
 
+/* connect(2) of a Unix stream socket: the destination is named to the
+ * broker by its socket file (device and inode, as this process sees the
+ * path) or its abstract name, before the kernel connects. */
+static int connect_unix(int fd, const struct sockaddr_un *sun, socklen_t len)
+{
+	size_t off = offsetof(struct sockaddr_un, sun_path);
+	if (len <= off + 1 || len > sizeof(*sun))
+		return real.connect(fd, (const struct sockaddr *)sun, len);
+	size_t plen = len - off;
+	uint64_t dev = 0, ino = 0;
+	const char *name = NULL;
+	size_t namelen = 0;
+	if (sun->sun_path[0] == '\0') {
+		name = sun->sun_path + 1;
+		namelen = plen - 1;
+	} else {
+		char path[sizeof(sun->sun_path) + 1];
+		size_t n = strnlen(sun->sun_path, plen);
+		memcpy(path, sun->sun_path, n);
+		path[n] = '\0';
+		struct stat st;
+		if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+			return real.connect(fd, (const struct sockaddr *)sun, len);
+		dev = (uint64_t)st.st_dev;
+		ino = (uint64_t)st.st_ino;
+	}
+	struct zl_ctx *c = shim_ctx();
+	if (!c)
+		return real.connect(fd, (const struct sockaddr *)sun, len);
+	struct zl_chan_opts co;
+	chan_opts(&co);
+	struct zl_chan *ch;
+	int err = zl__sock_begin_unix(c, fd, dev, ino, name, namelen, &co, &ch);
+	if (err) {
+		if (err != -ENOENT)
+			dbg("zerolink: connect fd %d: %s; kernel path", fd, zl_strerror(err));
+		return real.connect(fd, (const struct sockaddr *)sun, len);
+	}
+	int r = real.connect(fd, (const struct sockaddr *)sun, len);
+	int e = errno;
+	if (r < 0) {
+		/* a Unix connect either is made or is not (EAGAIN: backlog full,
+		 * EINTR: given up): the channel goes */
+		zl_chan_close(ch);
+		zl__sock_cancel(c, fd);
+		errno = e;
+		return r;
+	}
+	err = conn_attach(fd, ch, true, true);
+	if (err) {
+		zl__sock_cancel(c, fd);
+		real.shutdown(fd, SHUT_RDWR);
+		errno = -err;
+		return -1;
+	}
+	dbg("zerolink: fd %d connected over zerolink (unix)", fd);
+	return 0;
+}
+
 EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	INIT();
 	int fam;
 	if (!enabled || !addr || zs_get(fd) ||
-	    (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || !is_tcp(fd, &fam))
+	    (addr->sa_family != AF_INET && addr->sa_family != AF_INET6 &&
+	     addr->sa_family != AF_UNIX) ||
+	    !is_carried_kind(fd, &fam) || fam != addr->sa_family)
 		return real.connect(fd, addr, len);
+	if (fam == AF_UNIX)
+		return connect_unix(fd, (const struct sockaddr_un *)addr, len);
 	uint8_t a[16];
 	uint16_t port;
 	int dfam = addr->sa_family;
@@ -1005,6 +1088,18 @@ EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 	return ret_errno(conn_send(fd, z, &v, 1, flags));
 }
 
+/* The source address a receive reports, as the kernel does: the peer's
+ * address for TCP; for a Unix stream socket the peer's name if it has one,
+ * else nothing (length 0). Returns the length to report. */
+static socklen_t peer_name(const struct zs *z, void *to, socklen_t cap)
+{
+	if (z->unix_ && z->peerlen <= sizeof(sa_family_t))
+		return 0;
+	socklen_t k = cap < z->peerlen ? cap : z->peerlen;
+	memcpy(to, &z->peer, k);
+	return z->peerlen;
+}
+
 EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
 			socklen_t *fl)
 {
@@ -1014,12 +1109,8 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockadd
 		return real.recvfrom(fd, buf, len, flags, from, fl);
 	struct iovec v = {buf, len};
 	ssize_t r = conn_recv(fd, z, &v, 1, flags, NULL);
-	if (r >= 0 && from && fl) {
-		/* as TCP does: the peer's address */
-		socklen_t k = *fl < z->peerlen ? *fl : z->peerlen;
-		memcpy(from, &z->peer, k);
-		*fl = z->peerlen;
-	}
+	if (r >= 0 && from && fl)
+		*fl = peer_name(z, from, *fl);
 	return ret_errno(r);
 }
 
@@ -1045,11 +1136,8 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 	if (r >= 0) {
 		m->msg_flags = of;
 		m->msg_controllen = 0;
-		if (m->msg_name && m->msg_namelen) {
-			socklen_t k = m->msg_namelen < z->peerlen ? m->msg_namelen : z->peerlen;
-			memcpy(m->msg_name, &z->peer, k);
-			m->msg_namelen = z->peerlen;
-		}
+		if (m->msg_name && m->msg_namelen)
+			m->msg_namelen = peer_name(z, m->msg_name, m->msg_namelen);
 	}
 	return ret_errno(r);
 }
@@ -1060,6 +1148,19 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 	struct zs *z = zs_get(fd);
 	if (!z || z->kind != K_CONN)
 		return real.sendmsg(fd, m, flags);
+	if (m->msg_controllen && z->unix_) {
+		/* descriptors and credentials do not travel over a carried Unix
+		 * connection (yet): ZEROLINK_UNIX=0 leaves Unix sockets to the
+		 * kernel for programs that pass them */
+		static bool said;
+		if (!said)
+			dbg("zerolink: fd %d: ancillary data on a carried unix connection is not "
+			    "supported (set ZEROLINK_UNIX=0)",
+			    fd);
+		said = true;
+		errno = EOPNOTSUPP;
+		return -1;
+	}
 	if (m->msg_controllen) {
 		errno = EOPNOTSUPP; /* TCP carries no ancillary data either */
 		return -1;

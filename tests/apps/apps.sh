@@ -8,7 +8,8 @@
 # Each case runs the program's server and client under zerolink and checks
 # that the connection was carried over a channel (the shim's --debug lines)
 # and that the results are right; then a mix where only one side runs under
-# zerolink, which must work over the kernel path (fallback). Every program
+# zerolink, which must work over the kernel path (fallback). redis, socat
+# and asyncio do it again over Unix stream sockets. Every program
 # runs under timeout(1), so that a hang fails the test instead of blocking.
 #
 # Environment (meson sets them): ZEROLINK_CLI (the zerolink program),
@@ -96,13 +97,18 @@ carried() {
 	grep -q "over zerolink" "$1" || fail "no connection was carried over zerolink ($1: $(tail -3 "$1"))"
 }
 
+carried_unix() {
+	grep -q "over zerolink (unix)" "$1" ||
+		fail "no unix connection was carried over zerolink ($1: $(tail -3 "$1"))"
+}
+
 # ---------------------------------------------------------------------
 
 case_redis() {
 	need redis-server redis-cli redis-benchmark
 	port=$(free_port)
 	zl_bg "$tmp/server.log" timeout 120 redis-server --port "$port" --bind 127.0.0.1 \
-		--save '' --appendonly no
+		--unixsocket "$tmp/redis.sock" --unixsocketperm 700 --save '' --appendonly no
 	wait_port "$port"
 	out=$(zl "$tmp/cli.log" timeout 20 redis-cli -p "$port" SET greeting hello) || fail "redis-cli SET"
 	[ "$out" = OK ] || fail "SET answered '$out'"
@@ -127,6 +133,22 @@ case_redis() {
 	done
 	out=$(zl "$tmp/cli.log" timeout 20 redis-cli -p "$port" DBSIZE)
 	[ "$out" -ge 2 ] || fail "DBSIZE $out"
+	# the same server over its Unix socket
+	out=$(zl "$tmp/unix.log" timeout 20 redis-cli -s "$tmp/redis.sock" GET greeting)
+	[ "$out" = hello ] || fail "GET over the unix socket answered '$out'"
+	carried_unix "$tmp/unix.log"
+	zl "$tmp/unix.log" timeout 20 redis-cli -s "$tmp/redis.sock" GET big >"$tmp/big.back2" ||
+		fail "GET big over the unix socket"
+	cmp -s "$tmp/big" "$tmp/big.back2" || fail "the 400 KB value came back different over unix"
+	for args in "-c 1 -P 1" "-c 50 -P 16"; do
+		# shellcheck disable=SC2086
+		zl "$tmp/unix.log" timeout 60 redis-benchmark -s "$tmp/redis.sock" $args -t set,get \
+			-n 20000 -q >"$tmp/bench.out" || fail "redis-benchmark -s $args"
+		n=$(tr '\r' '\n' <"$tmp/bench.out" | grep -c "requests per second")
+		[ "$n" = 2 ] || fail "redis-benchmark -s $args: $(tail -c 300 "$tmp/bench.out")"
+	done
+	out=$(timeout 20 redis-cli -s "$tmp/redis.sock" GET greeting)
+	[ "$out" = hello ] || fail "kernel-path GET over the unix socket answered '$out'"
 	# fallback: a client without zerolink
 	out=$(timeout 20 redis-cli -p "$port" GET greeting)
 	[ "$out" = hello ] || fail "kernel-path GET answered '$out'"
@@ -289,6 +311,26 @@ case_socat() {
 	cmp -s "$tmp/data" "$tmp/echo.back" || fail "20 MB echoed by socat (forking server) came back different"
 	timeout 30 socat -t 10 "TCP:127.0.0.1:$port" - <"$tmp/data" >"$tmp/echo2.back" || fail "kernel-path socat"
 	cmp -s "$tmp/data" "$tmp/echo2.back" || fail "kernel-path socat echo differs"
+	# Unix stream sockets: a path, then an abstract name
+	zl_bg "$tmp/server.log" timeout 60 socat "UNIX-LISTEN:$tmp/echo.sock,fork" EXEC:cat
+	i=0
+	while [ ! -S "$tmp/echo.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	zl "$tmp/unix.log" timeout 30 socat -t 10 "UNIX-CONNECT:$tmp/echo.sock" - <"$tmp/data" \
+		>"$tmp/echo3.back" || fail "socat unix echo client"
+	cmp -s "$tmp/data" "$tmp/echo3.back" || fail "20 MB echoed over a unix socket came back different"
+	carried_unix "$tmp/unix.log"
+	timeout 30 socat -t 10 "UNIX-CONNECT:$tmp/echo.sock" - <"$tmp/data" >"$tmp/echo4.back" ||
+		fail "kernel-path socat over unix"
+	cmp -s "$tmp/data" "$tmp/echo4.back" || fail "kernel-path unix echo differs"
+	abs="zl-apps-$$"
+	zl_bg "$tmp/server.log" timeout 60 socat "ABSTRACT-LISTEN:$abs,fork" EXEC:cat
+	i=0
+	while ! ss -Hxl | grep -q "@$abs" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	: >"$tmp/unix.log"
+	zl "$tmp/unix.log" timeout 30 socat -t 10 "ABSTRACT-CONNECT:$abs" - <"$tmp/data" \
+		>"$tmp/echo5.back" || fail "socat abstract echo client"
+	cmp -s "$tmp/data" "$tmp/echo5.back" || fail "20 MB echoed over an abstract socket came back different"
+	carried_unix "$tmp/unix.log"
 }
 
 case_asyncio() {
@@ -305,15 +347,21 @@ async def handle(r, w):
         await w.drain()
     w.close()
 async def main():
-    srv = await asyncio.start_server(handle, '127.0.0.1', int(sys.argv[1]))
+    if sys.argv[1].startswith('/'):
+        srv = await asyncio.start_unix_server(handle, sys.argv[1])
+    else:
+        srv = await asyncio.start_server(handle, '127.0.0.1', int(sys.argv[1]))
     async with srv:
         await srv.serve_forever()
 asyncio.run(main())
 EOF
 	cat >"$tmp/client.py" <<'EOF'
 import asyncio, os, sys
-async def one(port, seed):
-    r, w = await asyncio.open_connection('127.0.0.1', port)
+async def one(where, seed):
+    if where.startswith('/'):
+        r, w = await asyncio.open_unix_connection(where)
+    else:
+        r, w = await asyncio.open_connection('127.0.0.1', int(where))
     data = os.urandom(200000 + seed)
     w.write(data)
     await w.drain()
@@ -325,7 +373,7 @@ async def one(port, seed):
     w.close()
     await w.wait_closed()
 async def main():
-    await asyncio.gather(*(one(int(sys.argv[1]), s) for s in range(8)))
+    await asyncio.gather(*(one(sys.argv[1], s) for s in range(8)))
     print('ok')
 asyncio.run(main())
 EOF
@@ -336,6 +384,16 @@ EOF
 	carried "$tmp/cli.log"
 	out=$(timeout 30 python3 "$tmp/client.py" "$port") || fail "kernel-path client: $out"
 	[ "$out" = ok ] || fail "kernel-path client said '$out'"
+	# the same over a Unix stream socket
+	zl_bg "$tmp/server.log" timeout 60 python3 "$tmp/server.py" "$tmp/echo.sock"
+	i=0
+	while [ ! -S "$tmp/echo.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	out=$(zl "$tmp/unix.log" timeout 30 python3 "$tmp/client.py" "$tmp/echo.sock") ||
+		fail "unix client: $out"
+	[ "$out" = ok ] || fail "unix client said '$out'"
+	carried_unix "$tmp/unix.log"
+	out=$(timeout 30 python3 "$tmp/client.py" "$tmp/echo.sock") || fail "kernel-path unix client: $out"
+	[ "$out" = ok ] || fail "kernel-path unix client said '$out'"
 }
 
 case "$name" in

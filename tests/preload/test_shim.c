@@ -10,8 +10,9 @@
  * edge, one-shot, nested sets), shutdown of each direction, close with data in flight,
  * EPIPE and SIGPIPE, a peer that dies, dup/dup2/dup3/F_DUPFD, a forking
  * server, an epoll set shared across fork, EINTR and SA_RESTART, ECONNREFUSED, sendfile and splice,
- * getsockname/getpeername/getsockopt, two threads on one socket, and 1000
- * connections open at once.
+ * getsockname/getpeername/getsockopt, two threads on one socket, 1000
+ * connections open at once, and Unix stream sockets (a path and an abstract
+ * name; a listener not under zerolink keeps the kernel path).
  *
  * This program itself does not link libzerolink: what it exercises is the
  * C library's interface as the shim changes it.
@@ -25,6 +26,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,8 @@
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -169,6 +173,23 @@ static void *big_writer(void *arg)
 	return NULL;
 }
 
+/* big bytes through an echo server, written by a thread while we read */
+static void echo_big(int s, size_t big)
+{
+	char *out = malloc(big), *in = malloc(big);
+	CHECK(out && in);
+	for (size_t i = 0; i < big; i++)
+		out[i] = (char)(i * 7 + (i >> 13));
+	struct bigw bw = {s, out, big};
+	pthread_t w;
+	CHECK(pthread_create(&w, NULL, big_writer, &bw) == 0);
+	full_read(s, in, big);
+	CHECK(memcmp(in, out, big) == 0);
+	pthread_join(w, NULL);
+	free(out);
+	free(in);
+}
+
 static void case_data(void)
 {
 	pid_t srv = server(echo_srv);
@@ -237,19 +258,7 @@ static void case_data(void)
 	CHECK(read(s, b, 1) == -1 && errno == EAGAIN);
 	CHECK(fcntl(s, F_SETFL, fl) == 0);
 	/* 8 MB both ways, more than the lanes hold */
-	size_t big = 8u << 20;
-	char *out = malloc(big), *in = malloc(big);
-	CHECK(out && in);
-	for (size_t i = 0; i < big; i++)
-		out[i] = (char)(i * 7 + (i >> 13));
-	struct bigw bw = {s, out, big};
-	pthread_t w;
-	CHECK(pthread_create(&w, NULL, big_writer, &bw) == 0);
-	full_read(s, in, big);
-	CHECK(memcmp(in, out, big) == 0);
-	pthread_join(w, NULL);
-	free(out);
-	free(in);
+	echo_big(s, 8u << 20);
 	close(s);
 	reap(srv);
 }
@@ -781,6 +790,179 @@ static void case_many(void)
 	reap(srv);
 }
 
+/* ---- Unix stream sockets ---- */
+
+static socklen_t unix_addr(struct sockaddr_un *a, const char *name, bool abstract)
+{
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	size_t n = strlen(name);
+	if (!abstract) {
+		memcpy(a->sun_path, name, n);
+		return (socklen_t)sizeof(*a);
+	}
+	memcpy(a->sun_path + 1, name, n);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+static int unix_listen(const char *name, bool abstract, bool raw)
+{
+	struct sockaddr_un a;
+	socklen_t al = unix_addr(&a, name, abstract);
+	if (!abstract)
+		unlink(name);
+	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(l >= 0);
+	CHECK(bind(l, (struct sockaddr *)&a, al) == 0);
+	/* raw: listen(2) without the C library, so the shim never sees it,
+	 * as in a program not under zerolink */
+	CHECK((raw ? syscall(SYS_listen, l, 16) : listen(l, 16)) == 0);
+	return l;
+}
+
+static int unix_dial(const char *name, bool abstract)
+{
+	struct sockaddr_un a;
+	socklen_t al = unix_addr(&a, name, abstract);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(s >= 0);
+	CHECK(connect(s, (struct sockaddr *)&a, al) == 0);
+	return s;
+}
+
+static void unix_srv(int l)
+{
+	for (int k = 0; k < 2; k++) {
+		int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+		CHECK(c >= 0);
+		/* the client is not bound: a receive names no source */
+		char b[65536];
+		struct sockaddr_un from;
+		struct iovec v = {b, 1};
+		struct msghdr mh = {.msg_name = &from,
+				    .msg_namelen = sizeof(from),
+				    .msg_iov = &v,
+				    .msg_iovlen = 1};
+		CHECK(recvmsg(c, &mh, MSG_PEEK) == 1 && mh.msg_namelen == 0);
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+		CHECK(getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cr.pid == getppid());
+		ssize_t n;
+		while ((n = read(c, b, sizeof(b))) > 0)
+			full_write(c, b, (size_t)n);
+		CHECK(n == 0);
+		close(c);
+	}
+}
+
+static void unix_exchange(int s)
+{
+	full_write(s, "unix", 4);
+	char b[8];
+	full_read(s, b, 4);
+	CHECK(memcmp(b, "unix", 4) == 0);
+	echo_big(s, 4u << 20);
+}
+
+static void case_unix(void)
+{
+	char path[108], name[64];
+	snprintf(path, sizeof(path), "/tmp/zl-shim-%d.sock", (int)getpid());
+	snprintf(name, sizeof(name), "zl-shim-%d", (int)getpid());
+	int l = unix_listen(path, false, false);
+	int la = unix_listen(name, true, false);
+	pid_t srv = fork();
+	CHECK(srv >= 0);
+	if (srv == 0) {
+		close(la);
+		unix_srv(l);
+		_exit(0);
+	}
+	pid_t srva = fork();
+	CHECK(srva >= 0);
+	if (srva == 0) {
+		close(l);
+		unix_srv(la);
+		_exit(0);
+	}
+	close(l);
+	close(la);
+	int before = lanes_mapped();
+	int s = unix_dial(path, false);
+	CHECK(lanes_mapped() > before);
+	/* still the kernel socket: its peer's name, its options */
+	struct sockaddr_un pa;
+	socklen_t pl = sizeof(pa);
+	CHECK(getpeername(s, (struct sockaddr *)&pa, &pl) == 0 && strcmp(pa.sun_path, path) == 0);
+	int v = 1;
+	CHECK(setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &v, sizeof(v)) == -1);
+	struct ucred cr;
+	socklen_t cl = sizeof(cr);
+	/* the listener's credentials when it listened: ours, before the fork */
+	CHECK(getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0 && cr.pid == getpid());
+	unix_exchange(s);
+	/* the server's socket has the path for a name: a receive reports it */
+	full_write(s, "n", 1);
+	char b[4];
+	struct sockaddr_un from;
+	struct iovec iv = {b, 1};
+	struct msghdr mh = {
+		.msg_name = &from, .msg_namelen = sizeof(from), .msg_iov = &iv, .msg_iovlen = 1};
+	CHECK(recvmsg(s, &mh, 0) == 1 && mh.msg_namelen > offsetof(struct sockaddr_un, sun_path) &&
+	      strcmp(from.sun_path, path) == 0);
+	/* descriptors cannot travel over a carried connection: a clear error */
+	int fds[1] = {0};
+	char cbuf[CMSG_SPACE(sizeof(fds))];
+	memset(cbuf, 0, sizeof(cbuf));
+	struct iovec sv = {"f", 1};
+	struct msghdr sm = {.msg_iov = &sv,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&sm);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(fds));
+	memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+	CHECK(sendmsg(s, &sm, 0) == -1 && errno == EOPNOTSUPP);
+	/* the peer closes: end of file */
+	int s2 = unix_dial(path, false);
+	close(s);
+	full_write(s2, "x", 1);
+	full_read(s2, b, 1);
+	close(s2);
+	reap(srv);
+
+	/* an abstract name */
+	before = lanes_mapped();
+	s = unix_dial(name, true);
+	CHECK(lanes_mapped() > before);
+	unix_exchange(s);
+	close(s);
+	s = unix_dial(name, true);
+	full_write(s, "y", 1);
+	full_read(s, b, 1);
+	CHECK(b[0] == 'y');
+	close(s);
+	reap(srva);
+
+	/* a listener not under zerolink: the kernel path, bytes untouched */
+	l = unix_listen(path, false, true);
+	before = lanes_mapped();
+	s = unix_dial(path, false);
+	int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(c >= 0);
+	CHECK(lanes_mapped() == before);
+	full_write(s, "kernel", 6);
+	char kb[8];
+	CHECK(syscall(SYS_recvfrom, c, kb, 6, MSG_WAITALL, NULL, NULL) == 6 &&
+	      memcmp(kb, "kernel", 6) == 0);
+	close(c);
+	close(s);
+	close(l);
+	unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 	if (!getenv("LD_PRELOAD") || !strstr(getenv("LD_PRELOAD"), "zerolink-preload")) {
@@ -796,6 +978,7 @@ int main(int argc, char **argv)
 		{"dup_fork", case_dup_fork}, {"epoll_fork", case_epoll_fork},
 		{"signals", case_signals},   {"files", case_files},
 		{"threads", case_threads},   {"many", case_many},
+		{"unix", case_unix},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define ZL_PROTO_MAGIC 0x4c5au /* "ZL" */
-#define ZL_PROTO_VERSION 1u
+#define ZL_PROTO_VERSION 2u
 #define ZL_PROTO_MAX 4096u /* largest datagram either side accepts */
 #define ZL_NAME_MAX 64u    /* service and domain names, including the NUL */
 #define ZL_ACL_MAX 8u      /* uids and gids per service */
@@ -171,14 +171,24 @@ struct zl_proto_ls_chan {
  * key: found, the server gets the other end; not found, the connection is
  * an ordinary one. A registration is made before the kernel connection
  * exists, so an accept never races with it.
+ *
+ * Unix stream sockets (in the broker's network namespace): a listener is
+ * known by its socket file (device, inode) or its abstract name, read from
+ * the kernel (sock_diag); SOCK_CONNECT names the destination the same way
+ * and the channel waits under the client socket's inode, which the accepted
+ * socket names as its peer (sock_diag again).
  */
 struct zl_proto_sock {
 	uint32_t domain;
-	uint32_t family; /* SOCK_CONNECT: AF_INET or AF_INET6 of the destination */
-	uint16_t port;   /* SOCK_CONNECT: destination port, host order */
-	uint16_t rsvd;
+	uint32_t family;  /* SOCK_CONNECT: AF_INET, AF_INET6 or AF_UNIX */
+	uint16_t port;    /* SOCK_CONNECT: destination port, host order */
+	uint16_t namelen; /* SOCK_CONNECT, AF_UNIX: abstract name's length, 0 for a path */
 	uint32_t flags;
-	uint8_t addr[16]; /* SOCK_CONNECT: destination address (IPv4: first 4 bytes) */
+	/* SOCK_CONNECT: destination address (IPv4: first 4 bytes); AF_UNIX
+	 * bound to a path: the socket file's st_dev and st_ino (8 bytes each,
+	 * host order), as stat(2) gives them to the client */
+	uint8_t addr[16];
+	uint8_t name[108]; /* SOCK_CONNECT, AF_UNIX: abstract name (no leading NUL) */
 };
 
 #define ZL_EVENT_DOMAIN_UP 1u
