@@ -41,6 +41,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -106,6 +107,13 @@ static struct {
 	ssize_t (*splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
 	int (*getsockopt)(int, int, int, void *, socklen_t *);
 	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
+	int (*posix_spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			   const posix_spawnattr_t *, char *const[], char *const[]);
+	int (*posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			    const posix_spawnattr_t *, char *const[], char *const[]);
 } real;
 
 static bool enabled;
@@ -147,6 +155,8 @@ static void shim_init(void);
 			shim_init();                                                               \
 	} while (0)
 
+static void orphans_adopt(void);
+
 __attribute__((constructor)) static void shim_init(void)
 {
 	LOAD(socket);
@@ -184,6 +194,11 @@ __attribute__((constructor)) static void shim_init(void)
 	LOAD(splice);
 	LOAD(getsockopt);
 	LOAD(setsockopt);
+	LOAD(execve);
+	LOAD(execvpe);
+	LOAD(fexecve);
+	LOAD(posix_spawn);
+	LOAD(posix_spawnp);
 	const char *e = getenv("ZEROLINK_SOCKETS");
 	enabled = !(e && strcmp(e, "0") == 0);
 	e = getenv("ZEROLINK_UNIX");
@@ -194,6 +209,7 @@ __attribute__((constructor)) static void shim_init(void)
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 64)
 		zl__fd_floor = rl.rlim_cur / 2 < 4096 ? (int)(rl.rlim_cur / 2) : 4096;
+	orphans_adopt();
 }
 
 /* The library's own calls (see real.h): straight to the C library. */
@@ -280,7 +296,9 @@ int zl__real_epoll_wait(int ep, struct epoll_event *ev, int n, int t)
 /* ------------------------------------------------------------------ */
 /* the descriptor table                                                 */
 
-enum kind { K_LISTEN = 1, K_CONN = 2 };
+/* K_ORPHAN: a connection that was carried when an earlier image of this
+ * process called exec (see "exec" below): it cannot continue. */
+enum kind { K_LISTEN = 1, K_CONN = 2, K_ORPHAN = 3 };
 
 /* What the shim knows of one kernel socket; shared by the descriptors that
  * dup() made of it. */
@@ -848,6 +866,13 @@ EXPORT int accept4(int lfd, struct sockaddr *addr, socklen_t *len, int flags)
 /* ------------------------------------------------------------------ */
 /* data                                                                */
 
+/* A data call on a connection that crossed exec while carried. */
+static ssize_t orphan_err(void)
+{
+	errno = ECONNRESET;
+	return -1;
+}
+
 static ssize_t ret_errno(ssize_t r)
 {
 	if (r < 0) {
@@ -1034,6 +1059,8 @@ EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
 	INIT();
 	struct zs *z = zs_get(fd);
+	if (z && z->kind == K_ORPHAN)
+		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.read(fd, buf, len);
 	struct iovec v = {buf, len};
@@ -1044,6 +1071,8 @@ EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
 	INIT();
 	struct zs *z = zs_get(fd);
+	if (z && z->kind == K_ORPHAN)
+		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.write(fd, buf, len);
 	struct iovec v = {(void *)buf, len};
@@ -1054,6 +1083,8 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 {
 	INIT();
 	struct zs *z = zs_get(fd);
+	if (z && z->kind == K_ORPHAN)
+		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.readv(fd, iov, n);
 	return ret_errno(conn_recv(fd, z, iov, n, 0, NULL));
@@ -1063,6 +1094,8 @@ EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 {
 	INIT();
 	struct zs *z = zs_get(fd);
+	if (z && z->kind == K_ORPHAN)
+		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.writev(fd, iov, n);
 	return ret_errno(conn_send(fd, z, iov, n, 0));
@@ -1072,6 +1105,8 @@ EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
 	INIT();
 	struct zs *z = zs_get(fd);
+	if (z && z->kind == K_ORPHAN)
+		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.recv(fd, buf, len, flags);
 	struct iovec v = {buf, len};
@@ -1082,6 +1117,8 @@ EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
 	INIT();
 	struct zs *z = zs_get(fd);
+	if (z && z->kind == K_ORPHAN)
+		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.send(fd, buf, len, flags);
 	struct iovec v = {(void *)buf, len};
@@ -1105,6 +1142,8 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockadd
 {
 	INIT();
 	struct zs *z = zs_get(fd);
+	if (z && z->kind == K_ORPHAN)
+		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.recvfrom(fd, buf, len, flags, from, fl);
 	struct iovec v = {buf, len};
@@ -1119,6 +1158,8 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const stru
 {
 	INIT();
 	struct zs *z = zs_get(fd);
+	if (z && z->kind == K_ORPHAN)
+		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.sendto(fd, buf, len, flags, to, tl);
 	struct iovec v = {(void *)buf, len};
@@ -1129,6 +1170,8 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 {
 	INIT();
 	struct zs *z = zs_get(fd);
+	if (z && z->kind == K_ORPHAN)
+		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.recvmsg(fd, m, flags);
 	int of = 0;
@@ -1146,6 +1189,8 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 {
 	INIT();
 	struct zs *z = zs_get(fd);
+	if (z && z->kind == K_ORPHAN)
+		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.sendmsg(fd, m, flags);
 	if (m->msg_controllen && z->unix_) {
@@ -1172,6 +1217,8 @@ EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
 {
 	INIT();
 	struct zs *z = zs_get(out);
+	if (z && z->kind == K_ORPHAN)
+		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.sendfile(out, in, off, count);
 	/* a copy through a buffer: the file's bytes go into the lane */
@@ -2045,4 +2092,270 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int tmo, cons
 {
 	INIT();
 	return epoll_common(epfd, evs, max, tmo, sig, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* exec                                                                */
+
+/*
+ * A carried connection whose descriptor survives exec (no FD_CLOEXEC) cannot
+ * continue in the new image: its channel (mappings, control socket) goes
+ * with the old one, and the kernel socket holds only doorbell bytes, which
+ * the new image would read as data. Handing the connection back to the
+ * kernel path is not built yet; until it is, the new image must see a
+ * connection reset, never those bytes. The exec functions pass the list of
+ * such descriptors in ZEROLINK_ORPHANS ("fd" or "fd:s", s: another process
+ * still holds the channel), and the new image's shim marks them: data calls
+ * fail with ECONNRESET. A connection no other process holds is also shut
+ * down, so that both the new image's waits and the peer see its end.
+ */
+
+#define ORPHANS_VAR "ZEROLINK_ORPHANS="
+
+/* "ZEROLINK_ORPHANS=..." for the descriptors that would cross exec while
+ * carried (for spawn: held by the parent too), or NULL. Malloc'd. */
+static char *orphans_entry(bool spawn)
+{
+	size_t cap = 256, n = 0;
+	char *b = NULL;
+	for (int p = 0; p < PAGES; p++) {
+		if (!tab[p])
+			continue;
+		for (int i = 0; i < 1 << PAGE_BITS; i++) {
+			struct zs *z = atomic_load(&tab[p][i]);
+			if (!z || (z->kind != K_CONN && z->kind != K_ORPHAN))
+				continue;
+			int fd = (p << PAGE_BITS) | i;
+			int fl = real.fcntl(fd, F_GETFD);
+			if (fl < 0 || (fl & FD_CLOEXEC))
+				continue;
+			if (!b || cap - n < 24) {
+				cap *= 2;
+				char *nb = realloc(b, cap);
+				if (!nb) {
+					free(b);
+					return NULL;
+				}
+				if (!b)
+					n = (size_t)snprintf(nb, cap, "%s", ORPHANS_VAR);
+				b = nb;
+			}
+			bool shared = spawn || z->forked;
+			n += (size_t)snprintf(b + n, cap - n, "%s%d%s",
+					      n > sizeof(ORPHANS_VAR) - 1 ? "," : "", fd,
+					      shared ? ":s" : "");
+		}
+	}
+	return b;
+}
+
+/* envp with our entry in place of any inherited one; *mem to free. */
+static char *const *orphans_env(char *const envp[], bool spawn, void **mem)
+{
+	*mem = NULL;
+	char *e = orphans_entry(spawn);
+	size_t k = 0;
+	bool had = false;
+	for (; envp && envp[k]; k++)
+		had |= strncmp(envp[k], ORPHANS_VAR, sizeof(ORPHANS_VAR) - 1) == 0;
+	if (!e && !had)
+		return envp;
+	char **v = malloc((k + 2) * sizeof(*v));
+	if (!v) {
+		free(e);
+		return envp;
+	}
+	size_t j = 0;
+	for (size_t i = 0; i < k; i++)
+		if (strncmp(envp[i], ORPHANS_VAR, sizeof(ORPHANS_VAR) - 1) != 0)
+			v[j++] = envp[i];
+	if (e)
+		v[j++] = e;
+	v[j] = NULL;
+	/* one block to free: the array, with the entry's pointer kept last */
+	void **m = malloc(2 * sizeof(*m));
+	if (!m) {
+		free(v);
+		free(e);
+		return envp;
+	}
+	m[0] = v;
+	m[1] = e;
+	*mem = m;
+	return v;
+}
+
+static void orphans_free(void *mem)
+{
+	if (!mem)
+		return;
+	void **m = mem;
+	int e = errno;
+	free(m[0]);
+	free(m[1]);
+	free(m);
+	errno = e;
+}
+
+static void orphans_adopt(void)
+{
+	const char *e = getenv("ZEROLINK_ORPHANS");
+	if (!e)
+		return;
+	char *list = strdup(e);
+	unsetenv("ZEROLINK_ORPHANS");
+	if (!list)
+		return;
+	for (char *save = NULL, *t = strtok_r(list, ",", &save); t;
+	     t = strtok_r(NULL, ",", &save)) {
+		char *end;
+		long fd = strtol(t, &end, 10);
+		bool shared = strcmp(end, ":s") == 0;
+		struct stat st;
+		if (end == t || (*end && !shared) || fd < 0 || fd > INT_MAX || zs_get((int)fd) ||
+		    fstat((int)fd, &st) < 0 || !S_ISSOCK(st.st_mode))
+			continue;
+		struct zs *z = calloc(1, sizeof(*z));
+		if (!z)
+			break;
+		z->kind = K_ORPHAN;
+		z->refs = 1;
+		z->bell = -1;
+		pthread_mutex_init(&z->lock, NULL);
+		if (zs_set((int)fd, z) < 0) {
+			free(z);
+			continue;
+		}
+		if (!shared)
+			real.shutdown((int)fd, SHUT_RDWR);
+		dbg("zerolink: fd %ld was carried over zerolink when exec replaced the program: "
+		    "it cannot continue (ECONNRESET)",
+		    fd);
+	}
+	free(list);
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	INIT();
+	void *mem;
+	char *const *env = orphans_env(envp, false, &mem);
+	int r = real.execve(path, argv, env);
+	orphans_free(mem);
+	return r;
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	return execve(path, argv, environ);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	INIT();
+	void *mem;
+	char *const *env = orphans_env(envp, false, &mem);
+	int r = real.execvpe(file, argv, env);
+	orphans_free(mem);
+	return r;
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	return execvpe(file, argv, environ);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	INIT();
+	void *mem;
+	char *const *env = orphans_env(envp, false, &mem);
+	int r = real.fexecve(fd, argv, env);
+	orphans_free(mem);
+	return r;
+}
+
+/* execl, execle, execlp: the arguments into an array (and, for execle, the
+ * environment after them). */
+static char **va_argv(const char *arg0, va_list ap, char ***envp)
+{
+	va_list aq;
+	va_copy(aq, ap);
+	size_t n = 1;
+	while (va_arg(aq, char *))
+		n++;
+	va_end(aq);
+	char **v = malloc((n + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	v[0] = (char *)arg0;
+	for (size_t i = 1; i <= n; i++)
+		v[i] = va_arg(ap, char *); /* the last is the NULL */
+	if (envp)
+		*envp = va_arg(ap, char **);
+	return v;
+}
+
+EXPORT int execl(const char *path, const char *arg0, ...)
+{
+	va_list ap;
+	va_start(ap, arg0);
+	char **v = va_argv(arg0, ap, NULL);
+	va_end(ap);
+	if (!v)
+		return -1;
+	int r = execve(path, v, environ);
+	free(v);
+	return r;
+}
+
+EXPORT int execle(const char *path, const char *arg0, ...)
+{
+	va_list ap;
+	va_start(ap, arg0);
+	char **envp = NULL;
+	char **v = va_argv(arg0, ap, &envp);
+	va_end(ap);
+	if (!v)
+		return -1;
+	int r = execve(path, v, envp);
+	free(v);
+	return r;
+}
+
+EXPORT int execlp(const char *file, const char *arg0, ...)
+{
+	va_list ap;
+	va_start(ap, arg0);
+	char **v = va_argv(arg0, ap, NULL);
+	va_end(ap);
+	if (!v)
+		return -1;
+	int r = execvpe(file, v, environ);
+	free(v);
+	return r;
+}
+
+/* posix_spawn: the child's new image inherits the descriptors while this
+ * process keeps using them. */
+EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		       const posix_spawnattr_t *at, char *const argv[], char *const envp[])
+{
+	INIT();
+	void *mem;
+	char *const *env = orphans_env(envp, true, &mem);
+	int r = real.posix_spawn(pid, path, fa, at, argv, env);
+	orphans_free(mem);
+	return r;
+}
+
+EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+			const posix_spawnattr_t *at, char *const argv[], char *const envp[])
+{
+	INIT();
+	void *mem;
+	char *const *env = orphans_env(envp, true, &mem);
+	int r = real.posix_spawnp(pid, file, fa, at, argv, env);
+	orphans_free(mem);
+	return r;
 }
