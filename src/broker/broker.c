@@ -564,6 +564,7 @@ static int on_ls(struct conn *c, uint32_t seq)
 
 struct sock_facts {
 	int family, type, listening;
+	int nfam; /* the family of addr and paddr: AF_INET for v4-mapped IPv6 */
 	bool connected;
 	uint64_t netns, ino;
 	uint8_t addr[16], paddr[16];
@@ -629,7 +630,7 @@ static int sock_facts(int fd, struct sock_facts *f)
 	l = sizeof(ss);
 	bool any;
 	if (getsockname(fd, (struct sockaddr *)&ss, &l) == 0 &&
-	    addr_norm(&ss, f->addr, &f->port, &f->any) < 0)
+	    (f->nfam = addr_norm(&ss, f->addr, &f->port, &f->any)) < 0)
 		return -EAFNOSUPPORT;
 	l = sizeof(ss);
 	if (getpeername(fd, (struct sockaddr *)&ss, &l) == 0)
@@ -713,26 +714,19 @@ static bool tcp_listener_alive(const struct sock_lis *x)
 	}
 }
 
-static int unix_diag(uint64_t ino, struct unix_facts *u)
+/* One sock_diag request (q, its netlink header's seq and len set here)
+ * answered by one message: its payload is copied to out (at most cap bytes).
+ * Returns the payload's length, or -errno (-ENOENT: no such socket). */
+static int diag_exact(void *q, size_t qlen, void *out, size_t cap)
 {
-	memset(u, 0, sizeof(*u));
 	if (diag_open() < 0)
 		return -EOPNOTSUPP;
-	struct {
-		struct nlmsghdr nh;
-		struct unix_diag_req r;
-	} q;
-	memset(&q, 0, sizeof(q));
-	q.nh.nlmsg_len = sizeof(q);
-	q.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	q.nh.nlmsg_flags = NLM_F_REQUEST;
-	q.nh.nlmsg_seq = ++B.diag_seq;
-	q.r.sdiag_family = AF_UNIX;
-	q.r.udiag_states = ~0u;
-	q.r.udiag_ino = (uint32_t)ino;
-	q.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER;
-	q.r.udiag_cookie[0] = q.r.udiag_cookie[1] = ~0u; /* no cookie: by inode */
-	if (send(B.diag, &q, sizeof(q), 0) < 0)
+	struct nlmsghdr *qh = q;
+	qh->nlmsg_len = (uint32_t)qlen;
+	qh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	qh->nlmsg_flags = NLM_F_REQUEST;
+	qh->nlmsg_seq = ++B.diag_seq;
+	if (send(B.diag, q, qlen, 0) < 0)
 		return -errno;
 	for (;;) {
 		long buf[1024];
@@ -747,42 +741,91 @@ static int unix_diag(uint64_t ino, struct unix_facts *u)
 				const struct nlmsgerr *e = NLMSG_DATA(h);
 				return e->error ? e->error : -ENOENT;
 			}
-			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
-			    h->nlmsg_len < NLMSG_LENGTH(sizeof(struct unix_diag_msg)))
+			if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
 				return -EPROTO;
-			const struct unix_diag_msg *m = NLMSG_DATA(h);
-			if (m->udiag_ino != (uint32_t)ino)
-				return -ENOENT;
-			u->state = m->udiag_state;
-			int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
-			const struct nlattr *a = (const void *)(m + 1);
-			for (; alen >= (int)sizeof(*a) && a->nla_len >= sizeof(*a) &&
-			       a->nla_len <= alen;
-			     alen -= NLA_ALIGN(a->nla_len),
-			     a = (const void *)((const char *)a + NLA_ALIGN(a->nla_len))) {
-				const void *d = a + 1;
-				size_t dl = a->nla_len - sizeof(*a);
-				if (a->nla_type == UNIX_DIAG_PEER && dl >= 4) {
-					memcpy(&u->peer, d, 4);
-				} else if (a->nla_type == UNIX_DIAG_VFS &&
-					   dl >= sizeof(struct unix_diag_vfs)) {
-					struct unix_diag_vfs v;
-					memcpy(&v, d, sizeof(v));
-					/* the kernel's device number, as stat(2) encodes it */
-					u->vdev = makedev(v.udiag_vfs_dev >> 20,
-							  v.udiag_vfs_dev & 0xfffff);
-					u->vino = v.udiag_vfs_ino;
-				} else if (a->nla_type == UNIX_DIAG_NAME && dl > 1 &&
-					   ((const char *)d)[0] == '\0') {
-					u->namelen = (uint16_t)(dl - 1 < sizeof(u->name)
-									? dl - 1
-									: sizeof(u->name));
-					memcpy(u->name, (const char *)d + 1, u->namelen);
-				}
-			}
-			return 0;
+			size_t len = h->nlmsg_len - NLMSG_LENGTH(0);
+			if (len > cap)
+				len = cap;
+			memcpy(out, NLMSG_DATA(h), len);
+			return (int)len;
 		}
 	}
+}
+
+static int unix_diag(uint64_t ino, struct unix_facts *u)
+{
+	memset(u, 0, sizeof(*u));
+	struct {
+		struct nlmsghdr nh;
+		struct unix_diag_req r;
+	} q;
+	memset(&q, 0, sizeof(q));
+	q.r.sdiag_family = AF_UNIX;
+	q.r.udiag_states = ~0u;
+	q.r.udiag_ino = (uint32_t)ino;
+	q.r.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER;
+	q.r.udiag_cookie[0] = q.r.udiag_cookie[1] = ~0u; /* no cookie: by inode */
+	long buf[512];
+	int len = diag_exact(&q, sizeof(q), buf, sizeof(buf));
+	if (len < 0)
+		return len;
+	if ((size_t)len < sizeof(struct unix_diag_msg))
+		return -EPROTO;
+	const struct unix_diag_msg *m = (const void *)buf;
+	if (m->udiag_ino != (uint32_t)ino)
+		return -ENOENT;
+	u->state = m->udiag_state;
+	int alen = len - (int)sizeof(*m);
+	const struct nlattr *a = (const void *)(m + 1);
+	for (; alen >= (int)sizeof(*a) && a->nla_len >= sizeof(*a) && a->nla_len <= alen;
+	     alen -= NLA_ALIGN(a->nla_len),
+	     a = (const void *)((const char *)a + NLA_ALIGN(a->nla_len))) {
+		const void *d = a + 1;
+		size_t dl = a->nla_len - sizeof(*a);
+		if (a->nla_type == UNIX_DIAG_PEER && dl >= 4) {
+			memcpy(&u->peer, d, 4);
+		} else if (a->nla_type == UNIX_DIAG_VFS && dl >= sizeof(struct unix_diag_vfs)) {
+			struct unix_diag_vfs v;
+			memcpy(&v, d, sizeof(v));
+			/* the kernel's device number, as stat(2) encodes it */
+			u->vdev = makedev(v.udiag_vfs_dev >> 20, v.udiag_vfs_dev & 0xfffff);
+			u->vino = v.udiag_vfs_ino;
+		} else if (a->nla_type == UNIX_DIAG_NAME && dl > 1 &&
+			   ((const char *)d)[0] == '\0') {
+			u->namelen =
+				(uint16_t)(dl - 1 < sizeof(u->name) ? dl - 1 : sizeof(u->name));
+			memcpy(u->name, (const char *)d + 1, u->namelen);
+		}
+	}
+	return 0;
+}
+
+/* The inode of the client socket of the TCP connection whose accepted end
+ * has facts f (its peer's address is the client's own), 0 if unknown
+ * (another network namespace, or gone). */
+static uint32_t tcp_client_ino(const struct sock_facts *f)
+{
+	if (diag_open() < 0 || f->netns != B.diag_netns || !f->pport)
+		return 0;
+	struct {
+		struct nlmsghdr nh;
+		struct inet_diag_req_v2 r;
+	} q;
+	memset(&q, 0, sizeof(q));
+	q.r.sdiag_family = (uint8_t)f->nfam;
+	q.r.sdiag_protocol = IPPROTO_TCP;
+	q.r.idiag_states = ~0u;
+	q.r.id.idiag_sport = htons(f->pport);
+	q.r.id.idiag_dport = htons(f->port);
+	size_t al = f->nfam == AF_INET ? 4 : 16;
+	memcpy(q.r.id.idiag_src, f->paddr, al);
+	memcpy(q.r.id.idiag_dst, f->addr, al);
+	q.r.id.idiag_cookie[0] = q.r.id.idiag_cookie[1] = ~0u; /* no cookie */
+	struct inet_diag_msg m;
+	int len = diag_exact(&q, sizeof(q), &m, sizeof(m));
+	if (len < (int)sizeof(m) || ntohs(m.id.idiag_sport) != f->pport)
+		return 0;
+	return m.idiag_inode;
 }
 
 static void sock_lis_remove(uint64_t netns, uint64_t ino, uint32_t domain)
@@ -903,10 +946,10 @@ static int on_sock_unix(struct conn *c, uint8_t type, uint32_t seq, const struct
 			int fd, const struct sock_facts *f)
 {
 	struct unix_facts u;
-	int err = unix_diag(f->ino, &u);
+	int err = diag_open() < 0 ? -EOPNOTSUPP : f->netns != B.diag_netns ? -EXDEV : 0;
+	if (!err)
+		err = unix_diag(f->ino, &u);
 	close(fd);
-	if (!err && f->netns != B.diag_netns)
-		err = -EXDEV;
 	if (err == -EXDEV) {
 		reply_err(c, seq, EXDEV,
 			  "unix sockets are carried in the broker's network namespace only");
@@ -1049,7 +1092,7 @@ static int on_sock(struct conn *c, uint8_t type, uint32_t seq, const struct zl_p
 	} else if (type == ZL_MSG_SOCK_UNLISTEN && !err) {
 		sock_lis_remove(f.netns, f.ino, 0);
 	} else if (type == ZL_MSG_SOCK_CANCEL && !err) {
-		sock_pend_sweep(0, f.netns, f.port, 0);
+		sock_pend_sweep(0, f.netns, f.port, f.ino);
 	}
 	close(fd);
 	if (type == ZL_MSG_SOCK_LISTEN || type == ZL_MSG_SOCK_UNLISTEN ||
@@ -1065,10 +1108,15 @@ static int on_sock(struct conn *c, uint8_t type, uint32_t seq, const struct zl_p
 		return 0;
 	}
 	if (type == ZL_MSG_SOCK_ACCEPT) {
+		/* the client socket itself (inet_diag), in our namespace; by
+		 * the pair of ports in another */
+		uint32_t ci = f.listening ? 0 : tcp_client_ino(&f);
 		struct sock_pend **pp = &B.spend, *p = NULL;
 		for (; *pp; pp = &(*pp)->next) {
-			if ((*pp)->netns == f.netns && !(*pp)->cino && (*pp)->cport == f.pport &&
-			    (*pp)->sport == f.port) {
+			if ((*pp)->netns != f.netns)
+				continue;
+			if ((*pp)->cino ? ci && (*pp)->cino == ci
+					: (*pp)->cport == f.pport && (*pp)->sport == f.port) {
 				p = *pp;
 				break;
 			}
@@ -1093,8 +1141,19 @@ static int on_sock(struct conn *c, uint8_t type, uint32_t seq, const struct zl_p
 		uint16_t pdummy;
 		dfam = addr_norm(&ss, dst, &pdummy, &dany);
 	}
-	if (f.listening || f.pport || !f.port) {
-		reply_err(c, seq, EINVAL, "the socket must be bound and not yet connected");
+	/* In the broker's network namespace the waiting channel is kept under
+	 * the client socket's inode, which the accepted socket leads back to
+	 * (inet_diag): the client needs no port before its connect, and takes
+	 * the one the kernel's connect picks (which reuses ports in TIME_WAIT
+	 * as it does for every client). Elsewhere, under its pair of ports:
+	 * the client binds first. */
+	bool by_ino = diag_open() >= 0 && f.netns == B.diag_netns;
+	if (f.listening || f.pport) {
+		reply_err(c, seq, EINVAL, "the socket must not be connected yet");
+		return 0;
+	}
+	if (!by_ino && !f.port) {
+		reply_err(c, seq, EXDEV, "another network namespace: bind the socket first");
 		return 0;
 	}
 	struct sock_lis *x = B.slis;
@@ -1116,10 +1175,11 @@ static int on_sock(struct conn *c, uint8_t type, uint32_t seq, const struct zl_p
 		reply_err(c, seq, ENOENT, "nobody under zerolink listens there");
 		return 0;
 	}
-	sock_pend_sweep(0, f.netns, f.port, 0);
+	sock_pend_sweep(0, f.netns, by_ino ? 0 : f.port, by_ino ? f.ino : 0);
 	char svc[ZL_NAME_MAX];
 	snprintf(svc, sizeof(svc), "tcp:%u", x->port);
-	return sock_pend_new(c, seq, f.netns, f.port, x->port, 0, x->domain, svc);
+	return sock_pend_new(c, seq, f.netns, by_ino ? 0 : f.port, x->port, by_ino ? f.ino : 0,
+			     x->domain, svc);
 }
 
 static void conn_drop(struct conn *c)

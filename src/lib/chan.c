@@ -334,13 +334,20 @@ void zl__chan_bell_drain(struct zl_chan *ch)
 		if (r == 0 && !ch->bell_eof) {
 			/* it stays readable from now on: poll it no more */
 			ch->bell_eof = true;
-			epoll_ctl(ch->ep, EPOLL_CTL_DEL, ch->bell, NULL);
+			if (ch->ep >= 0)
+				epoll_ctl(ch->ep, EPOLL_CTL_DEL, ch->bell, NULL);
 		}
 	}
 }
 
 static bool peer_alive_check(struct zl_chan *ch)
 {
+	/* A doorbell channel learns of a dead peer from the bell's end of
+	 * file, which every wait and the program's own poll and epoll see:
+	 * no system call per channel here (thousands of quiet connections
+	 * in one epoll set would each cost one every few milliseconds). */
+	if (ch->bell >= 0 && !ch->bell_eof)
+		return true;
 	struct pollfd p = {.fd = ch->ctl, .events = POLLIN | POLLRDHUP};
 	if (ch->ctl >= 0 && poll(&p, 1, 0) > 0) {
 		ctl_drain(ch);
@@ -467,14 +474,28 @@ static int chan_wait(struct zl_chan *ch, unsigned what)
 		tmo = 1;
 	if (!wait_ready(ch, what, cons0, ret0)) {
 		ch->me->cnt.sleeps++;
-		struct epoll_event ev[2];
-		int n;
-		do
-			n = epoll_wait(ch->ep, ev, 2, tmo);
-		while (n < 0 && errno == EINTR);
-		for (int i = 0; i < n; i++)
-			if (ev[i].data.fd == ch->ctl)
+		if (ch->ep >= 0) {
+			struct epoll_event ev[2];
+			int n;
+			do
+				n = epoll_wait(ch->ep, ev, 2, tmo);
+			while (n < 0 && errno == EINTR);
+			for (int i = 0; i < n; i++)
+				if (ev[i].data.fd == ch->ctl)
+					ctl_drain(ch);
+		} else {
+			/* a doorbell channel without descriptors of its own (see
+			 * zl__chan_set_bell): the control socket and the bell */
+			struct pollfd p[2] = {
+				{.fd = ch->ctl, .events = POLLIN},
+				{.fd = ch->bell_eof ? -1 : ch->bell, .events = POLLIN | POLLRDHUP}};
+			int n;
+			do
+				n = poll(p, 2, tmo);
+			while (n < 0 && errno == EINTR);
+			if (n > 0 && p[0].revents)
 				ctl_drain(ch);
+		}
 	}
 	zl_write_once(&ch->me->sleep, 0);
 	if (what & ZL_SLEEP_RX) {
@@ -494,7 +515,8 @@ static void chan_link(struct zl_chan *in, struct zl_chan *out)
 	for (unsigned i = 0; i < in->ndown; i++)
 		if (in->down[i] == out)
 			return;
-	if (in->ndown == ZL_ARRAY_SIZE(in->down) || out->nup == ZL_ARRAY_SIZE(out->up))
+	if (in->ndown == ZL_ARRAY_SIZE(in->down) || out->nup == ZL_ARRAY_SIZE(out->up) ||
+	    in->ep < 0 || out->efd < 0)
 		return; /* the application must poll `out` itself (zl_chan_poll) */
 	struct epoll_event ev = {.events = EPOLLIN, .data.fd = out->efd};
 	if (epoll_ctl(in->ep, EPOLL_CTL_ADD, out->efd, &ev) < 0)
@@ -2006,15 +2028,37 @@ ZL_EXPORT int zl_chan_arm(struct zl_chan *ch)
 
 int zl__chan_set_bell(struct zl_chan *ch, int fd)
 {
-	if (ch->bell >= 0)
+	if (ch->bell >= 0 && ch->ep >= 0)
 		epoll_ctl(ch->ep, EPOLL_CTL_DEL, ch->bell, NULL);
 	ch->bell = -1;
 	if (fd < 0)
-		return 0;
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
-	if (epoll_ctl(ch->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
-		return -errno;
+		return ch->ep >= 0 ? 0 : -EINVAL;
 	ch->bell = fd;
+	if (!ch->hello_sent || ch->ndown || ch->nup) {
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
+		if (ch->ep >= 0 && epoll_ctl(ch->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			ch->bell = -1;
+			return -errno;
+		}
+		return 0;
+	}
+	/* Kicks now travel on the bell both ways, and waits poll the control
+	 * socket and the bell: the eventfds and the epoll set are not needed,
+	 * nor the memfds, which are mapped (ours went to the peer with the
+	 * hello; the peer's, if it came already, is mapped). A connection then
+	 * holds two descriptors, the bell and the control socket, which lets
+	 * a process hold many thousands under its descriptor limit. */
+	close(ch->ep);
+	ch->ep = -1;
+	close(ch->efd);
+	ch->efd = -1;
+	if (ch->peer_efd >= 0) {
+		close(ch->peer_efd);
+		ch->peer_efd = -1;
+	}
+	zl__region_drop_fd(ch->mine);
+	if (ch->theirs)
+		zl__region_drop_fd(ch->theirs);
 	return 0;
 }
 
@@ -2177,7 +2221,9 @@ struct zl_chan *zl__chan_new(struct zl_ctx *ctx, const struct zl_chan_opts *opts
 	ch->ctl = ctl;
 	ch->efd = ch->peer_efd = ch->ep = ch->bell = -1;
 	uint64_t size = sizeof(struct zl_abi_half) + (uint64_t)slots * 64u + (uint64_t)lend * 4u;
-	err = zl__region_create(ctx, size, 0, false, "lane", &ch->mine);
+	err = zl__region_create(ctx, size,
+				opts && (opts->flags & ZL__CHAN_LAZY) ? ZL__REGION_LAZY : 0, false,
+				"lane", &ch->mine);
 	if (err)
 		goto fail;
 	struct zl_abi_half *h = ch->mine->base;
@@ -2251,8 +2297,13 @@ int zl__chan_hello_send(struct zl_chan *ch)
 		.slot_count = ch->tx_size,
 		.ret_count = ch->my_ret_size,
 	};
+	if (ch->mine->fd < 0 || ch->efd < 0)
+		return -EINVAL; /* already sent, and let go (zl__chan_set_bell) */
 	int fds[2] = {ch->mine->fd, ch->efd};
-	return zl__msg_send(ch->ctl, ZL_MSG_PEER_HELLO, 0, &ph, sizeof(ph), fds, 2);
+	int err = zl__msg_send(ch->ctl, ZL_MSG_PEER_HELLO, 0, &ph, sizeof(ph), fds, 2);
+	if (!err)
+		ch->hello_sent = true;
+	return err;
 }
 
 static bool is_eventfd(int fd)
@@ -2303,6 +2354,12 @@ int zl__chan_hello_recv(struct zl_chan *ch, int timeout_ms)
 	int err = zl__region_import(ch->ctx, fds[0], 0, ph.half_size, ph.domain, 0, 0, &ch->theirs);
 	if (err)
 		return err;
+	if (ch->ep < 0) {
+		/* a doorbell channel (zl__chan_set_bell): kicks go on the bell */
+		close(ch->peer_efd);
+		ch->peer_efd = -1;
+		zl__region_drop_fd(ch->theirs);
+	}
 	/* Copy the header, then check the copy: the peer can change its page. */
 	struct zl_abi_half hc;
 	memcpy(&hc, ch->theirs->base, sizeof(hc));

@@ -528,7 +528,8 @@ int zl__connect_finish(struct zl_chan *ch, int timeout_ms)
 	int err = zl__chan_hello_recv(ch, timeout_ms);
 	if (err)
 		return err == -ECONNRESET ? -ECONNREFUSED : err;
-	chan_register(ch, 0);
+	if (!ch->registered)
+		chan_register(ch, 0);
 	return 0;
 }
 
@@ -635,6 +636,8 @@ static int sock_begin(struct zl_ctx *ctx, int fd, const struct zl_proto_sock *b,
 		zl__chan_free(ch);
 		return err;
 	}
+	/* now, while our half's memfd is open (a doorbell channel lets it go) */
+	chan_register(ch, 0);
 	*out = ch;
 	return 0;
 }

@@ -48,6 +48,7 @@ int zl__region_import(struct zl_ctx *ctx, int fd, uint64_t id, uint64_t size, ui
 		      uint32_t flags, uint64_t gaddr, struct zl_region **out);
 void zl__region_get(struct zl_region *r);
 void zl__region_put(struct zl_region *r);
+void zl__region_drop_fd(struct zl_region *r);
 
 /* ---- pools (pool.c) ---- */
 
@@ -162,6 +163,7 @@ struct zl_chan {
 	int efd, peer_efd, ctl, ep;
 	int bell;           /* kicks travel as bytes on this socket (zl__chan_set_bell), or -1 */
 	bool bell_eof;      /* the bell socket read end of file: the peer's end is gone */
+	bool hello_sent;    /* our half's memfd and eventfd went to the peer */
 	uint64_t bell_seen; /* the peer's kick count when we last drained the bell */
 	int64_t spin_ns;    /* configured budget */
 	int64_t spin_cur;   /* adaptive budget */
@@ -196,6 +198,12 @@ void zl__chan_bell_drain(struct zl_chan *ch);
 /* zl_chan_opts.flags, internal: plain fences on the wake-up path instead of
  * membarrier() (a channel that arms often, as the preload shim's do). */
 #define ZL__CHAN_PLAIN_FENCE 0x80000000u
+/* zl_chan_opts.flags, internal: the lane's pages are not touched at set-up
+ * but at first use (a connection that carries little keeps little memory:
+ * the preload shim's, thousands of them) */
+#define ZL__CHAN_LAZY 0x40000000u
+/* zl__region_create flags, internal: map without populating */
+#define ZL__REGION_LAZY 0x80000000u
 int zl__chan_arm(struct zl_chan *ch, unsigned what);
 void zl__chan_disarm(struct zl_chan *ch);
 uint32_t zl__chan_max_msg(const struct zl_chan *ch);

@@ -51,12 +51,16 @@ int zl__region_create(struct zl_ctx *ctx, uint64_t size, uint32_t flags, bool hu
 			return e;
 		}
 	}
-	void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	bool lazy = (flags & ZL__REGION_LAZY) != 0;
+	flags &= ~ZL__REGION_LAZY;
+	void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED | (lazy ? 0 : MAP_POPULATE), fd,
+		       0);
 	if (p == MAP_FAILED) {
 		int e = -errno;
 		close(fd);
 		return e == -ENOMEM && hugetlb
-			       ? zl__region_create(ctx, size, flags, false, name, out)
+			       ? zl__region_create(ctx, size, flags | (lazy ? ZL__REGION_LAZY : 0),
+						   false, name, out)
 			       : e;
 	}
 	/* Our writable mapping exists; from now on nobody can create another. */
@@ -189,6 +193,16 @@ void zl__region_get(struct zl_region *r)
 	__atomic_fetch_add(&r->refs, 1, __ATOMIC_RELAXED);
 }
 
+/* The region stays mapped; its memfd is not needed any more (nothing will
+ * pass it on). */
+void zl__region_drop_fd(struct zl_region *r)
+{
+	if (r->fd >= 0) {
+		close(r->fd);
+		r->fd = -1;
+	}
+}
+
 void zl__region_put(struct zl_region *r)
 {
 	if (!r)
@@ -215,7 +229,8 @@ void zl__region_put(struct zl_region *r)
 		pgas_unmap(r->base, r->size);
 	else
 		munmap(r->base, r->size);
-	close(r->fd);
+	if (r->fd >= 0)
+		close(r->fd);
 	zl__ctx_put(r->ctx);
 	free(r);
 }

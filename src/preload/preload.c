@@ -544,6 +544,9 @@ static void chan_opts(struct zl_chan_opts *co)
 	/* poll, select and epoll_wait arm the channels of a set each time
 	 * they sleep: plain fences cost less there than membarrier() */
 	co->flags = ZL__CHAN_PLAIN_FENCE;
+	/* a lane's pages are touched as the connection uses them: thousands
+	 * of quiet connections hold little memory */
+	co->flags |= ZL__CHAN_LAZY;
 	int64_t sp = shim_spin_ns();
 	if (sp > 0)
 		co->spin_ns = sp;
@@ -766,24 +769,20 @@ EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	struct zl_ctx *c = shim_ctx();
 	if (!c)
 		return real.connect(fd, addr, len);
-	/* a port of our own first: the broker keeps the channel under it */
-	struct sockaddr_storage self;
-	socklen_t sl = sizeof(self);
-	if (getsockname(fd, (struct sockaddr *)&self, &sl) < 0)
-		return real.connect(fd, addr, len);
-	bool bound = (self.ss_family == AF_INET && ((struct sockaddr_in *)&self)->sin_port) ||
-		     (self.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&self)->sin6_port);
-	if (!bound) {
+	struct zl_chan_opts co;
+	chan_opts(&co);
+	struct zl_chan *ch;
+	int err = zl__sock_begin(c, fd, dfam, a, port, &co, &ch);
+	if (err == -EXDEV) {
+		/* outside the broker's network namespace the channel waits under
+		 * our port: take one now */
 		struct sockaddr_storage any = {.ss_family = (sa_family_t)fam};
 		if (bind(fd, (struct sockaddr *)&any,
 			 fam == AF_INET ? sizeof(struct sockaddr_in)
 					: sizeof(struct sockaddr_in6)) < 0)
 			return real.connect(fd, addr, len);
+		err = zl__sock_begin(c, fd, dfam, a, port, &co, &ch);
 	}
-	struct zl_chan_opts co;
-	chan_opts(&co);
-	struct zl_chan *ch;
-	int err = zl__sock_begin(c, fd, dfam, a, port, &co, &ch);
 	if (err) {
 		if (err != -ENOENT)
 			dbg("zerolink: connect fd %d: %s; kernel path", fd, zl_strerror(err));

@@ -10,7 +10,11 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
@@ -176,6 +180,65 @@ static void unix_cases(struct zl_ctx *ctx)
 	close(nb);
 }
 
+/* In a network namespace of its own (the broker's diagnostics do not reach
+ * it): a TCP client binds first and is matched by its pair of ports; a Unix
+ * socket there stays on the kernel path. Skipped without the privilege to
+ * make a namespace. */
+static void other_netns(void)
+{
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		if (unshare(CLONE_NEWNET) < 0) {
+			printf("netns: %s: skipped\n", strerror(errno));
+			_exit(0);
+		}
+		int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		struct ifreq ifr;
+		memset(&ifr, 0, sizeof(ifr));
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+		CHECK(ioctl(s, SIOCGIFFLAGS, &ifr) == 0);
+		ifr.ifr_flags |= IFF_UP;
+		CHECK(ioctl(s, SIOCSIFFLAGS, &ifr) == 0);
+		close(s);
+		struct zl_ctx *ctx = test_ctx("test_sock_broker_ns");
+		struct zl_chan_opts co = {.slots = 256};
+		struct zl_chan *ch, *cch, *sch;
+		struct in_addr lo = {htonl(INADDR_LOOPBACK)};
+		uint16_t lport;
+		int l = tcp_listener(&lport);
+		CHECK_EQ(zl__sock_listen(ctx, l), 0);
+		int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK_EQ(zl__sock_begin(ctx, c, AF_INET, &lo, lport, &co, &ch), -EXDEV);
+		close(c);
+		c = bound_client();
+		CHECK_EQ(zl__sock_begin(ctx, c, AF_INET, &lo, lport, &co, &cch), 0);
+		struct sockaddr_in la = {.sin_family = AF_INET, .sin_port = htons(lport)};
+		la.sin_addr = lo;
+		CHECK(connect(c, (struct sockaddr *)&la, sizeof(la)) == 0);
+		CHECK_EQ(zl__chan_send_early(cch, &(struct iovec){"early", 5}, 1, 5), 5);
+		int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+		CHECK(a >= 0);
+		CHECK_EQ(zl__sock_accepted(ctx, a, &co, &sch), 0);
+		both_ways(cch, sch);
+		zl_chan_close(cch);
+		zl_chan_close(sch);
+		close(a);
+		close(c);
+		close(l);
+		struct sockaddr_un ua;
+		socklen_t ual;
+		int ul = unix_listener(&ua, &ual, "zl-sockbroker-ns", true);
+		CHECK_EQ(zl__sock_listen(ctx, ul), -EXDEV);
+		close(ul);
+		zl_ctx_close(ctx);
+		_exit(0);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(void)
 {
 	struct zl_ctx *ctx = test_ctx("test_sock_broker");
@@ -193,17 +256,18 @@ int main(void)
 	CHECK_EQ(zl__sock_listen(ctx, un), -EAFNOSUPPORT);
 	int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	CHECK_EQ(zl__sock_listen(ctx, t), -EINVAL); /* neither bound nor listening */
-	/* a connect must come from a bound, unconnected socket */
+	/* nobody under zerolink listens there yet: the kernel path */
 	uint16_t lport;
 	int l = tcp_listener(&lport);
-	CHECK_EQ(zl__sock_begin(ctx, t, AF_INET, &lo, lport, &co, &ch), -EINVAL);
-	/* nobody under zerolink listens there yet: the kernel path */
+	CHECK_EQ(zl__sock_begin(ctx, t, AF_INET, &lo, lport, &co, &ch), -ENOENT);
 	int c = bound_client();
 	CHECK_EQ(zl__sock_begin(ctx, c, AF_INET, &lo, lport, &co, &ch), -ENOENT);
 	/* an accepted socket nobody waits for: an ordinary client */
 	struct sockaddr_in la = {.sin_family = AF_INET, .sin_port = htons(lport)};
 	la.sin_addr = lo;
 	CHECK(connect(c, (struct sockaddr *)&la, sizeof(la)) == 0);
+	/* a connect must come from a socket not connected yet */
+	CHECK_EQ(zl__sock_begin(ctx, c, AF_INET, &lo, lport, &co, &ch), -EINVAL);
 	int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
 	CHECK(a >= 0);
 	CHECK_EQ(zl__sock_accepted(ctx, a, &co, &ch), -ENOENT);
@@ -211,24 +275,29 @@ int main(void)
 	close(a);
 	close(c);
 
-	/* the whole match */
+	/* the whole match: a client the kernel's connect gives a port (the
+	 * channel waits under its socket's inode), and one bound first */
 	CHECK_EQ(zl__sock_listen(ctx, l), 0);
-	c = bound_client();
-	struct zl_chan *cch, *sch;
-	CHECK_EQ(zl__sock_begin(ctx, c, AF_INET, &lo, lport, &co, &cch), 0);
-	CHECK(connect(c, (struct sockaddr *)&la, sizeof(la)) == 0);
-	/* the client writes before the accept: it waits in its lane */
-	CHECK_EQ(zl__chan_send_early(cch, &(struct iovec){"early", 5}, 1, 5), 5);
-	a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	CHECK(a >= 0);
-	CHECK_EQ(zl__sock_accepted(ctx, a, &co, &sch), 0);
-	both_ways(cch, sch);
-	/* a second accept of the same pair finds nothing */
-	CHECK_EQ(zl__sock_accepted(ctx, a, &co, &ch), -ENOENT);
-	zl_chan_close(cch);
-	zl_chan_close(sch);
-	close(a);
-	close(c);
+	for (int k = 0; k < 2; k++) {
+		c = k ? bound_client() : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK(c >= 0);
+		struct zl_chan *cch, *sch;
+		CHECK_EQ(zl__sock_begin(ctx, c, AF_INET, &lo, lport, &co, &cch), 0);
+		CHECK(connect(c, (struct sockaddr *)&la, sizeof(la)) == 0);
+		/* the client writes before the accept: it waits in its lane */
+		CHECK_EQ(zl__chan_send_early(cch, &(struct iovec){"early", 5}, 1, 5), 5);
+		a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+		CHECK(a >= 0);
+		CHECK_EQ(zl__sock_accepted(ctx, a, &co, &sch), 0);
+		both_ways(cch, sch);
+		/* a second accept of the same connection finds nothing */
+		CHECK_EQ(zl__sock_accepted(ctx, a, &co, &ch), -ENOENT);
+		zl_chan_close(cch);
+		zl_chan_close(sch);
+		close(a);
+		close(c);
+	}
+	struct zl_chan *cch;
 
 	/* withdrawn: connects fall back again */
 	CHECK_EQ(zl__sock_unlisten(ctx, l), 0);
@@ -265,6 +334,7 @@ int main(void)
 	close(c);
 
 	unix_cases(ctx);
+	other_netns();
 
 	/* the broker still serves everyone else */
 	struct zl_listener *zl;

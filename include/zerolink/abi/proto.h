@@ -164,13 +164,17 @@ struct zl_proto_ls_chan {
  * only says where a connecting socket is going (SOCK_CONNECT).
  *
  * Matching: SOCK_CONNECT comes before the client's connect(2), from a socket
- * bound to its port; the broker answers with a channel only if a socket
- * under zerolink listens on the destination in the same network namespace,
- * and keeps the channel's other end under (namespace, client port, server
- * port). SOCK_ACCEPT passes the accepted socket, whose addresses give that
- * key: found, the server gets the other end; not found, the connection is
- * an ordinary one. A registration is made before the kernel connection
- * exists, so an accept never races with it.
+ * not connected yet; the broker answers with a channel only if a socket
+ * under zerolink (still) listens on the destination in the same network
+ * namespace, and keeps the channel's other end under the client socket's
+ * inode. SOCK_ACCEPT passes the accepted socket; the broker finds the
+ * client socket of that connection through inet_diag (its 4-tuple
+ * reversed) and so the waiting end: found, the server gets it; not found,
+ * the connection is an ordinary one. In a network namespace other than the
+ * broker's, inet_diag does not reach: SOCK_CONNECT then fails with EXDEV
+ * unless the socket is bound, and the key is (namespace, client port,
+ * server port). A registration is made before the kernel connection exists,
+ * so an accept never races with it.
  *
  * Unix stream sockets (in the broker's network namespace): a listener is
  * known by its socket file (device, inode) or its abstract name, read from
