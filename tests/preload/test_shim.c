@@ -7,9 +7,9 @@
  * that the calls behave as they do on the kernel path: blocking and
  * non-blocking reads and writes, MSG_PEEK / MSG_WAITALL / MSG_DONTWAIT,
  * FIONREAD, readv/writev and sendmsg/recvmsg, poll, select and epoll (level,
- * edge, one-shot, nested sets), shutdown of each direction, close with data in flight,
- * EPIPE and SIGPIPE, a peer that dies, dup/dup2/dup3/F_DUPFD, a forking
- * server, an epoll set shared across fork, EINTR and SA_RESTART, ECONNREFUSED, sendfile and splice,
+ * edge, one-shot, nested sets, EPOLLEXCLUSIVE), shutdown of each direction, close with data in
+ * flight, EPIPE and SIGPIPE, a peer that dies, dup/dup2/dup3/F_DUPFD, a forking server, an epoll
+ * set shared across fork, EINTR and SA_RESTART, ECONNREFUSED, sendfile and splice,
  * getsockname/getpeername/getsockopt, two threads on one socket, 10 000
  * connections open at once, and Unix stream sockets (a path and an abstract
  * name; a listener not under zerolink keeps the kernel path), and a
@@ -1108,6 +1108,51 @@ static void case_exec(void)
 	reap(srv);
 }
 
+/* ---- EPOLLEXCLUSIVE: one connection in two epoll sets ---- */
+
+static int ex_ep;
+
+static void *ex_waiter(void *arg)
+{
+	(void)arg;
+	struct epoll_event out[2];
+	intptr_t n = epoll_wait(ex_ep, out, 2, 600);
+	return (void *)n;
+}
+
+static void case_exclusive(void)
+{
+	pid_t srv = server(late_srv);
+	int s = dial(lport);
+	CHECK(s >= 0 && lanes_mapped() > 0);
+	int ep1 = epoll_create1(EPOLL_CLOEXEC);
+	ex_ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = s};
+	CHECK(epoll_ctl(ep1, EPOLL_CTL_ADD, s, &ev) == 0);
+	CHECK(epoll_ctl(ex_ep, EPOLL_CTL_ADD, s, &ev) == 0);
+	/* as the kernel has it: an exclusive watch cannot be modified */
+	CHECK(epoll_ctl(ep1, EPOLL_CTL_MOD, s, &ev) == -1 && errno == EINVAL);
+	for (int i = 0; i < 5; i++) {
+		/* both sets asleep; the answer wakes one of them at least */
+		pthread_t t;
+		CHECK(pthread_create(&t, NULL, ex_waiter, NULL) == 0);
+		usleep(5000);
+		full_write(s, "e", 1);
+		struct epoll_event out[2];
+		int n1 = epoll_wait(ep1, out, 2, 600);
+		CHECK(n1 >= 0);
+		void *r;
+		pthread_join(t, &r);
+		CHECK(n1 == 1 || (intptr_t)r == 1);
+		char b;
+		CHECK(read(s, &b, 1) == 1 && b == 'x');
+	}
+	close(ep1);
+	close(ex_ep);
+	close(s);
+	reap(srv);
+}
+
 int main(int argc, char **argv)
 {
 	if (!getenv("LD_PRELOAD") || !strstr(getenv("LD_PRELOAD"), "zerolink-preload")) {
@@ -1120,12 +1165,13 @@ int main(int argc, char **argv)
 		const char *name;
 		void (*fn)(void);
 	} cases[] = {
-		{"data", case_data},         {"readiness", case_readiness},
-		{"ends", case_ends},         {"death", case_death},
-		{"dup_fork", case_dup_fork}, {"epoll_fork", case_epoll_fork},
-		{"signals", case_signals},   {"files", case_files},
-		{"threads", case_threads},   {"many", case_many},
-		{"unix", case_unix},         {"exec", case_exec},
+		{"data", case_data},           {"readiness", case_readiness},
+		{"ends", case_ends},           {"death", case_death},
+		{"dup_fork", case_dup_fork},   {"epoll_fork", case_epoll_fork},
+		{"signals", case_signals},     {"files", case_files},
+		{"threads", case_threads},     {"many", case_many},
+		{"unix", case_unix},           {"exec", case_exec},
+		{"exclusive", case_exclusive},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
