@@ -312,7 +312,7 @@ int report_chart(const char *png)
 	if (apps) {
 		/* real programs: how many times the kernel path's figure */
 		fprintf(f,
-			"set title 'real programs: zerolink run / kernel TCP (x, higher is "
+			"set title 'real programs: zerolink run / kernel path (x, higher is "
 			"better)'\nunset logscale\nset logscale y\nset format x '%%g'\n"
 			"unset xlabel\nset style data histograms\nset style fill solid 0.7\n"
 			"set boxwidth 0.8\nset xtics rotate by -35 nomirror\nset yrange [0.5:*]\n"
