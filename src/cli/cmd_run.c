@@ -34,8 +34,7 @@ static void usage(FILE *f)
 		   "             microseconds at most (0: sleep at once; default:\n"
 		   "             adaptive, up to $ZEROLINK_SPIN_US or 50)\n"
 		   "  --off      load the shim but keep every connection on the kernel path\n"
-		   "  --no-unix  keep Unix sockets on the kernel path (programs that pass\n"
-		   "             descriptors over them)\n"
+		   "  --no-unix  keep Unix sockets on the kernel path\n"
 		   "  --debug    say on stderr which connections are carried\n");
 }
 

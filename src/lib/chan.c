@@ -328,9 +328,31 @@ void zl__chan_bell_drain(struct zl_chan *ch)
 	if (ch->bell >= 0) {
 		char b[64];
 		ssize_t r;
-		do
+		do {
+			if (ch->bell_sink) {
+				/* room for the most descriptors one message carries
+				 * (SCM_MAX_FD) and credentials */
+				union {
+					struct cmsghdr align;
+					char buf[CMSG_SPACE(253 * sizeof(int)) +
+						 CMSG_SPACE(sizeof(struct ucred))];
+				} cb;
+				struct iovec v = {b, sizeof(b)};
+				struct msghdr m = {.msg_iov = &v,
+						   .msg_iovlen = 1,
+						   .msg_control = cb.buf,
+						   .msg_controllen = sizeof(cb.buf)};
+				r = recvmsg(ch->bell, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+				if (r > 0)
+					ch->bell_sink(ch->bell_arg, b, (size_t)r, &m);
+				/* a read stops after a message with descriptors:
+				 * look again until the socket is empty */
+				if (r > 0)
+					continue;
+				break;
+			}
 			r = recv(ch->bell, b, sizeof(b), MSG_DONTWAIT);
-		while (r == (ssize_t)sizeof(b) || (r < 0 && errno == EINTR));
+		} while (r == (ssize_t)sizeof(b) || (r < 0 && errno == EINTR));
 		if (r == 0 && !ch->bell_eof) {
 			/* it stays readable from now on: poll it no more */
 			ch->bell_eof = true;
@@ -2060,6 +2082,22 @@ int zl__chan_set_bell(struct zl_chan *ch, int fd)
 	if (ch->theirs)
 		zl__region_drop_fd(ch->theirs);
 	return 0;
+}
+
+void zl__chan_set_bell_sink(struct zl_chan *ch, zl__bell_sink fn, void *arg)
+{
+	ch->bell_sink = fn;
+	ch->bell_arg = arg;
+}
+
+uint32_t zl__chan_peer_anc(const struct zl_chan *ch)
+{
+	return ch->peer ? zl_load_acquire(&ch->peer->anc) : 0;
+}
+
+void zl__chan_anc_sent(struct zl_chan *ch)
+{
+	zl_store_release(&ch->me->anc, ch->me->anc + 1);
 }
 
 int zl__chan_send_early(struct zl_chan *ch, const struct iovec *iov, int n, uint32_t total)

@@ -98,6 +98,10 @@ struct zl_held {
 	uint8_t done;
 };
 
+/* What a doorbell socket carries besides kicks (see zl__chan_set_bell_sink). */
+struct msghdr;
+typedef void (*zl__bell_sink)(void *arg, const char *bytes, size_t n, struct msghdr *m);
+
 struct zl_chan {
 	struct zl_ctx *ctx;
 	uint64_t id;
@@ -161,9 +165,11 @@ struct zl_chan {
 	unsigned ndown, nup;
 
 	int efd, peer_efd, ctl, ep;
-	int bell;           /* kicks travel as bytes on this socket (zl__chan_set_bell), or -1 */
-	bool bell_eof;      /* the bell socket read end of file: the peer's end is gone */
-	bool hello_sent;    /* our half's memfd and eventfd went to the peer */
+	int bell;        /* kicks travel as bytes on this socket (zl__chan_set_bell), or -1 */
+	bool bell_eof;   /* the bell socket read end of file: the peer's end is gone */
+	bool hello_sent; /* our half's memfd and eventfd went to the peer */
+	zl__bell_sink bell_sink;
+	void *bell_arg;
 	uint64_t bell_seen; /* the peer's kick count when we last drained the bell */
 	int64_t spin_ns;    /* configured budget */
 	int64_t spin_cur;   /* adaptive budget */
@@ -195,6 +201,14 @@ void zl__chan_free(struct zl_chan *ch);
  * channel has work; arming for one direction; sizes and space. */
 int zl__chan_set_bell(struct zl_chan *ch, int fd);
 void zl__chan_bell_drain(struct zl_chan *ch);
+/* What the bell carries besides kicks (the preload shim's records of
+ * ancillary data): with a sink, drains read with recvmsg and hand every
+ * read, bytes and control data, to it. */
+void zl__chan_set_bell_sink(struct zl_chan *ch, zl__bell_sink fn, void *arg);
+/* Records sent on the bell: the peer's count (acquire), and ours (+1,
+ * release: before the bytes the record goes with are published). */
+uint32_t zl__chan_peer_anc(const struct zl_chan *ch);
+void zl__chan_anc_sent(struct zl_chan *ch);
 /* zl_chan_opts.flags, internal: plain fences on the wake-up path instead of
  * membarrier() (a channel that arms often, as the preload shim's do). */
 #define ZL__CHAN_PLAIN_FENCE 0x80000000u

@@ -300,6 +300,12 @@ int zl__real_epoll_wait(int ep, struct epoll_event *ev, int n, int t)
  * process called exec (see "exec" below): it cannot continue. */
 enum kind { K_LISTEN = 1, K_CONN = 2, K_ORPHAN = 3 };
 
+struct anc_rec {
+	uint64_t off; /* stream offset of the first byte it goes with */
+	char *cmsg;   /* control data, its descriptors ours until delivered */
+	size_t clen;
+};
+
 /* What the shim knows of one kernel socket; shared by the descriptors that
  * dup() made of it. */
 struct zs {
@@ -312,6 +318,17 @@ struct zs {
 	bool unix_;           /* a Unix stream socket (no TCP options) */
 	int nodelay, cork;    /* the program's TCP_NODELAY and TCP_CORK (see doorbell_opts) */
 	_Atomic int sleepers; /* threads asleep on the doorbell in conn_wait() */
+	/* Unix: ancillary data (descriptors) travels as records on the doorbell
+	 * socket, each with the stream offset of the bytes it goes with (see
+	 * "ancillary data" below) */
+	uint64_t txoff, rxoff; /* bytes written to, read from the stream */
+	struct anc_rec *recs;  /* received records not delivered yet, in order */
+	unsigned nrec, caprec;
+	uint32_t anc_parsed; /* records read from the doorbell */
+	int rec_have;        /* bytes of a record being read (of 9) */
+	uint8_t rec_part[9];
+	char *rec_cmsg; /* its control data */
+	size_t rec_clen;
 	struct sockaddr_storage peer; /* its peer's address, once known */
 	socklen_t peerlen;
 	pthread_mutex_t lock;
@@ -371,6 +388,155 @@ static struct zl_ctx *shim_ctx(void)
 	return shim_ctx_p;
 }
 
+/* ------------------------------------------------------------------ */
+/* ancillary data on carried Unix connections                           */
+
+/*
+ * Descriptors (SCM_RIGHTS) and credentials cannot go through shared memory.
+ * The sender puts them on the kernel connection, the doorbell socket, as a
+ * record of 9 bytes ('R', then the stream offset of the first byte they go
+ * with, host order) carrying the control data, counts the record in its
+ * half (anc), and only then writes the bytes into the lane. Doorbell kicks
+ * are zero bytes, so a drain tells the two apart. A receiver that sees the
+ * peer's count above what it has read drains the doorbell (with recvmsg)
+ * first; a read then stops at the next record's offset, and the read that
+ * starts there returns its control data, as the kernel stops a Unix stream
+ * read at a message with descriptors.
+ */
+
+/* Each descriptor an SCM_RIGHTS message of control data c holds. */
+static void cmsg_each_fd(const char *c, size_t clen, void (*fn)(int fd))
+{
+	struct msghdr m = {.msg_control = (void *)c, .msg_controllen = clen};
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+			fn(fd);
+		}
+	}
+}
+
+static void fd_close(int fd)
+{
+	real.close(fd);
+}
+
+static void fd_keep_on_exec(int fd)
+{
+	real.fcntl(fd, F_SETFD, 0);
+}
+
+static void cmsg_close_fds(const char *c, size_t clen)
+{
+	cmsg_each_fd(c, clen, fd_close);
+}
+
+static void anc_free(struct zs *z)
+{
+	for (unsigned i = 0; i < z->nrec; i++) {
+		cmsg_close_fds(z->recs[i].cmsg, z->recs[i].clen);
+		free(z->recs[i].cmsg);
+	}
+	free(z->recs);
+	if (z->rec_cmsg) {
+		cmsg_close_fds(z->rec_cmsg, z->rec_clen);
+		free(z->rec_cmsg);
+	}
+	z->recs = NULL;
+	z->nrec = z->caprec = 0;
+	z->rec_cmsg = NULL;
+}
+
+/* The doorbell's bytes and control data, as a drain read them (under
+ * z->lock: the channel calls us from its drains). */
+static void bell_sink(void *arg, const char *b, size_t n, struct msghdr *m)
+{
+	struct zs *z = arg;
+	bool taken = false;
+	for (size_t i = 0; i < n; i++) {
+		if (z->rec_have == 0) {
+			if (b[i] != 'R')
+				continue; /* a kick */
+			z->rec_have = 1;
+			if (!taken && m->msg_controllen) {
+				/* the kernel gives the control data with the read
+				 * that holds the record's first byte */
+				z->rec_cmsg = malloc(m->msg_controllen);
+				if (z->rec_cmsg) {
+					memcpy(z->rec_cmsg, m->msg_control, m->msg_controllen);
+					z->rec_clen = m->msg_controllen;
+					taken = true;
+				}
+			}
+			continue;
+		}
+		z->rec_part[z->rec_have++] = (uint8_t)b[i];
+		if (z->rec_have < 9)
+			continue;
+		z->rec_have = 0;
+		z->anc_parsed++;
+		if (z->nrec == z->caprec) {
+			unsigned cap = z->caprec ? z->caprec * 2 : 4;
+			struct anc_rec *nr = realloc(z->recs, cap * sizeof(*nr));
+			if (!nr) {
+				/* the descriptors cannot be kept: closed, as the
+				 * kernel closes those a reader does not take */
+				if (z->rec_cmsg)
+					cmsg_close_fds(z->rec_cmsg, z->rec_clen);
+				free(z->rec_cmsg);
+				z->rec_cmsg = NULL;
+				continue;
+			}
+			z->recs = nr;
+			z->caprec = cap;
+		}
+		struct anc_rec *r = &z->recs[z->nrec++];
+		memcpy(&r->off, z->rec_part + 1, 8);
+		r->cmsg = z->rec_cmsg;
+		r->clen = z->rec_cmsg ? z->rec_clen : 0;
+		z->rec_cmsg = NULL;
+	}
+	if (!taken && m->msg_controllen)
+		cmsg_close_fds(m->msg_control, m->msg_controllen);
+}
+
+/* Read the records the peer counted and we have not read yet (they are on
+ * the doorbell socket: sent before the count). Under z->lock. */
+static void anc_collect(struct zs *z)
+{
+	uint32_t want = zl__chan_peer_anc(z->s->ch);
+	for (int tries = 0; z->anc_parsed != want && tries < 64; tries++)
+		zl__chan_bell_drain(z->s->ch);
+}
+
+/* Hand record r's control data to the reader (m: recvmsg's, or NULL). */
+static void anc_deliver(struct anc_rec *r, struct msghdr *m, int flags)
+{
+	if (!r->cmsg) {
+		if (m)
+			m->msg_controllen = 0;
+		return;
+	}
+	if (!m || !m->msg_control || m->msg_controllen < r->clen) {
+		if (m) {
+			m->msg_flags |= MSG_CTRUNC;
+			m->msg_controllen = 0;
+		}
+		cmsg_close_fds(r->cmsg, r->clen);
+	} else {
+		memcpy(m->msg_control, r->cmsg, r->clen);
+		m->msg_controllen = r->clen;
+		if (!(flags & MSG_CMSG_CLOEXEC))
+			cmsg_each_fd(r->cmsg, r->clen, fd_keep_on_exec);
+	}
+	free(r->cmsg);
+	r->cmsg = NULL;
+}
+
 static void zs_unref(struct zs *z)
 {
 	if (--z->refs > 0)
@@ -398,6 +564,7 @@ static void zs_unref(struct zs *z)
 			zl__sock_unlisten(c, z->bell);
 		real.close(z->bell);
 	}
+	anc_free(z);
 	pthread_mutex_destroy(&z->lock);
 	free(z);
 }
@@ -602,6 +769,8 @@ static int conn_attach(int fd, struct zl_chan *ch, bool pending, bool kconn)
 	}
 	z->kconn = false;
 	doorbell_opts(fd, z);
+	if (z->unix_)
+		zl__chan_set_bell_sink(ch, bell_sink, z);
 	if (kconn)
 		kconn_check(fd, z);
 	return 0;
@@ -964,8 +1133,37 @@ static int conn_wait(struct zs *z, int events)
 	return w < 0 ? w : 0;
 }
 
+/* iov cut to at most len bytes, in small (n <= 8) or a heap copy (*heap). */
+static const struct iovec *iov_cap(const struct iovec *iov, int *n, size_t len,
+				   struct iovec small[8], struct iovec **heap)
+{
+	size_t t = 0;
+	int k = 0;
+	for (; k < *n && t + iov[k].iov_len <= len; k++)
+		t += iov[k].iov_len;
+	if (k == *n)
+		return iov;
+	struct iovec *v = *n <= 8 ? small : (*heap = malloc(sizeof(*v) * (size_t)*n));
+	if (!v)
+		return iov;
+	memcpy(v, iov, sizeof(*v) * (size_t)k);
+	v[k].iov_base = iov[k].iov_base;
+	v[k].iov_len = len - t;
+	*n = k + 1;
+	return v;
+}
+
+static ssize_t conn_recv_m(int fd, struct zs *z, const struct iovec *iov, int n, int flags,
+			   int *oflags, struct msghdr *mh);
+
 static ssize_t conn_recv(int fd, struct zs *z, const struct iovec *iov, int n, int flags,
 			 int *oflags)
+{
+	return conn_recv_m(fd, z, iov, n, flags, oflags, NULL);
+}
+
+static ssize_t conn_recv_m(int fd, struct zs *z, const struct iovec *iov, int n, int flags,
+			   int *oflags, struct msghdr *mh)
 {
 	int err = kconn_check(fd, z);
 	if (err == -EAGAIN && !(z->nonblock || (flags & MSG_DONTWAIT)))
@@ -978,8 +1176,38 @@ static ssize_t conn_recv(int fd, struct zs *z, const struct iovec *iov, int n, i
 	 * they sleep; a blocking read arms in zl_sock_wait(). */
 	for (;;) {
 		pthread_mutex_lock(&z->lock);
-		ssize_t r = zl_sock_recvv(z->s, iov, n, flags | MSG_DONTWAIT, oflags);
+		const struct iovec *use = iov;
+		int un = n;
+		struct iovec small[8], *heap = NULL;
+		bool deliver = false;
+		if (z->unix_ && z->s->ch) {
+			anc_collect(z);
+			/* a record at our offset goes with this read; the read
+			 * stops at the next one */
+			unsigned i = 0;
+			if (z->nrec && z->recs[0].off <= z->rxoff) {
+				deliver = !(flags & MSG_PEEK);
+				i = 1;
+			}
+			for (; i < z->nrec; i++) {
+				if (z->recs[i].off > z->rxoff) {
+					use = iov_cap(iov, &un, z->recs[i].off - z->rxoff, small,
+						      &heap);
+					break;
+				}
+			}
+		}
+		ssize_t r = zl_sock_recvv(z->s, use, un, flags | MSG_DONTWAIT, oflags);
+		if (r > 0 && !(flags & MSG_PEEK))
+			z->rxoff += (uint64_t)r;
+		if (r > 0 && deliver) {
+			anc_deliver(&z->recs[0], mh, flags);
+			memmove(z->recs, z->recs + 1, sizeof(*z->recs) * --z->nrec);
+		} else if (mh && r >= 0) {
+			mh->msg_controllen = 0;
+		}
 		pthread_mutex_unlock(&z->lock);
+		free(heap);
 		if (debug > 1)
 			dbg("recv fd %d n %d len %zu flags %#x -> %zd", fd, n,
 			    n ? iov[0].iov_len : 0, flags, r);
@@ -1049,9 +1277,79 @@ static ssize_t conn_send(int fd, struct zs *z, const struct iovec *iov, int n, i
 	}
 	if (copy && copy != small)
 		free(copy);
+	if (done) {
+		pthread_mutex_lock(&z->lock);
+		z->txoff += done;
+		pthread_mutex_unlock(&z->lock);
+	}
 	if (r == -EPIPE && !(flags & MSG_NOSIGNAL) && !done)
 		raise(SIGPIPE);
 	return done ? (ssize_t)done : r;
+}
+
+/* sendmsg(2) with control data on a carried Unix connection: the record on
+ * the doorbell socket first (see "ancillary data"), then the bytes. */
+static ssize_t conn_send_anc(int fd, struct zs *z, const struct msghdr *m, int flags)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < m->msg_iovlen; i++)
+		total += m->msg_iov[i].iov_len;
+	if (total == 0)
+		return 0; /* as a stream socket does: nothing goes, no descriptor */
+	int err = kconn_check(fd, z);
+	if (err && err != -EAGAIN)
+		return err;
+	bool wait = !z->nonblock && !(flags & MSG_DONTWAIT);
+	/* room for a byte at least, so that the descriptors do not go ahead
+	 * of a send that then fails */
+	for (;;) {
+		pthread_mutex_lock(&z->lock);
+		uint32_t room = z->s->ch ? zl__chan_tx_room(z->s->ch) : 0;
+		pthread_mutex_unlock(&z->lock);
+		if (room)
+			break;
+		if (!wait)
+			return -EAGAIN;
+		int w = conn_wait(z, POLLOUT);
+		if (w < 0)
+			return w;
+	}
+	pthread_mutex_lock(&z->lock);
+	char rec[9] = {'R'};
+	memcpy(rec + 1, &z->txoff, 8);
+	struct iovec v = {rec, sizeof(rec)};
+	struct msghdr km = {.msg_iov = &v,
+			    .msg_iovlen = 1,
+			    .msg_control = m->msg_control,
+			    .msg_controllen = m->msg_controllen};
+	size_t sent = 0;
+	while (sent < sizeof(rec)) {
+		ssize_t r = real.sendmsg(z->bell, &km, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+			/* the doorbell socket is full of kicks the peer has not
+			 * drained yet: it drains them when it next waits */
+			pthread_mutex_unlock(&z->lock);
+			struct pollfd p = {.fd = z->bell, .events = POLLOUT};
+			real.poll(&p, 1, 100);
+			pthread_mutex_lock(&z->lock);
+			continue;
+		}
+		if (r < 0) {
+			int e = errno;
+			pthread_mutex_unlock(&z->lock);
+			if (e == EPIPE && !(flags & MSG_NOSIGNAL))
+				raise(SIGPIPE);
+			return -e; /* EBADF, ETOOMANYREFS, ...: nothing went */
+		}
+		sent += (size_t)r;
+		v.iov_base = rec + sent;
+		v.iov_len = sizeof(rec) - sent;
+		km.msg_control = NULL; /* went with the first byte */
+		km.msg_controllen = 0;
+	}
+	zl__chan_anc_sent(z->s->ch);
+	pthread_mutex_unlock(&z->lock);
+	return conn_send(fd, z, m->msg_iov, (int)m->msg_iovlen, flags);
 }
 
 EXPORT ssize_t read(int fd, void *buf, size_t len)
@@ -1174,10 +1472,13 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 	if (!z || z->kind != K_CONN)
 		return real.recvmsg(fd, m, flags);
 	int of = 0;
-	ssize_t r = conn_recv(fd, z, m->msg_iov, (int)m->msg_iovlen, flags, &of);
+	/* the control data a record brings with this read, if any */
+	struct msghdr cm = *m;
+	cm.msg_flags = 0;
+	ssize_t r = conn_recv_m(fd, z, m->msg_iov, (int)m->msg_iovlen, flags, &of, &cm);
 	if (r >= 0) {
-		m->msg_flags = of;
-		m->msg_controllen = 0;
+		m->msg_flags = of | (cm.msg_flags & MSG_CTRUNC);
+		m->msg_controllen = cm.msg_controllen;
 		if (m->msg_name && m->msg_namelen)
 			m->msg_namelen = peer_name(z, m->msg_name, m->msg_namelen);
 	}
@@ -1192,19 +1493,8 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 		return orphan_err();
 	if (!z || z->kind != K_CONN)
 		return real.sendmsg(fd, m, flags);
-	if (m->msg_controllen && z->unix_) {
-		/* descriptors and credentials do not travel over a carried Unix
-		 * connection (yet): ZEROLINK_UNIX=0 leaves Unix sockets to the
-		 * kernel for programs that pass them */
-		static bool said;
-		if (!said)
-			dbg("zerolink: fd %d: ancillary data on a carried unix connection is not "
-			    "supported (set ZEROLINK_UNIX=0)",
-			    fd);
-		said = true;
-		errno = EOPNOTSUPP;
-		return -1;
-	}
+	if (m->msg_controllen && z->unix_)
+		return ret_errno(conn_send_anc(fd, z, m, flags));
 	if (m->msg_controllen) {
 		errno = EOPNOTSUPP; /* TCP carries no ancillary data either */
 		return -1;

@@ -12,7 +12,8 @@
  * set shared across fork, EINTR and SA_RESTART, ECONNREFUSED, sendfile and splice,
  * getsockname/getpeername/getsockopt, two threads on one socket, 10 000
  * connections open at once, and Unix stream sockets (a path and an abstract
- * name; a listener not under zerolink keeps the kernel path), and a
+ * name; descriptors passed with SCM_RIGHTS; a listener not under zerolink
+ * keeps the kernel path), and a
  * carried connection that crosses exec (reset in the new image, never a
  * doorbell byte read as data).
  *
@@ -953,6 +954,115 @@ static void unix_exchange(int s)
 	echo_big(s, 4u << 20);
 }
 
+/* Descriptors over a carried Unix connection: each received one gets
+ * "got" written into it and is closed; the bytes are echoed. A read that
+ * brings a descriptor must hold the byte it was sent with (D or E). With
+ * plain read(2) (after the 'E' byte announced it) the descriptor is closed
+ * for the reader, as the kernel does. */
+static void fd_srv(int l)
+{
+	int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(c >= 0);
+	char data[64];
+	size_t have = 0;
+	bool plain = false;
+	for (;;) {
+		char b[16];
+		ssize_t r;
+		if (plain) {
+			r = read(c, b, sizeof(b));
+		} else {
+			union {
+				struct cmsghdr a;
+				char buf[CMSG_SPACE(4 * sizeof(int))];
+			} cb;
+			struct iovec v = {b, sizeof(b)};
+			struct msghdr m = {.msg_iov = &v,
+					   .msg_iovlen = 1,
+					   .msg_control = cb.buf,
+					   .msg_controllen = sizeof(cb.buf)};
+			r = recvmsg(c, &m, 0);
+			for (struct cmsghdr *h = r > 0 ? CMSG_FIRSTHDR(&m) : NULL; h;
+			     h = CMSG_NXTHDR(&m, h)) {
+				CHECK(h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS);
+				CHECK(memchr(b, 'D', (size_t)r) != NULL);
+				int fd;
+				memcpy(&fd, CMSG_DATA(h), sizeof(fd));
+				CHECK(fcntl(fd, F_GETFD) == 0); /* no MSG_CMSG_CLOEXEC asked */
+				full_write(fd, "got", 3);
+				close(fd);
+			}
+		}
+		CHECK(r >= 0);
+		if (r == 0)
+			break;
+		CHECK(have + (size_t)r <= sizeof(data));
+		memcpy(data + have, b, (size_t)r);
+		have += (size_t)r;
+		plain = memchr(data, 'x', have) != NULL;
+		full_write(c, b, (size_t)r);
+	}
+	close(c);
+}
+
+static ssize_t send_fd(int s, const char *byte, int fd)
+{
+	union {
+		struct cmsghdr a;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cb;
+	memset(&cb, 0, sizeof(cb));
+	struct iovec v = {(void *)byte, 1};
+	struct msghdr m = {.msg_iov = &v,
+			   .msg_iovlen = 1,
+			   .msg_control = cb.buf,
+			   .msg_controllen = sizeof(cb.buf)};
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &fd, sizeof(fd));
+	return sendmsg(s, &m, 0);
+}
+
+static void unix_fds(const char *name)
+{
+	int l = unix_listen(name, true, false);
+	pid_t srv = fork();
+	CHECK(srv >= 0);
+	if (srv == 0) {
+		fd_srv(l);
+		_exit(0);
+	}
+	close(l);
+	int before = lanes_mapped();
+	int s = unix_dial(name, true);
+	CHECK(lanes_mapped() > before);
+	int p[2], q[2];
+	CHECK(pipe(p) == 0 && pipe(q) == 0);
+	full_write(s, "abc", 3);
+	CHECK(send_fd(s, "D", p[1]) == 1);
+	close(p[1]);
+	full_write(s, "x", 1);
+	char b[8];
+	full_read(p[0], b, 3);
+	CHECK(memcmp(b, "got", 3) == 0);
+	CHECK(read(p[0], b, 1) == 0); /* the server closed its copy */
+	/* a reader that takes no control data: the descriptor is closed */
+	CHECK(send_fd(s, "E", q[1]) == 1);
+	close(q[1]);
+	CHECK(read(q[0], b, 1) == 0);
+	/* descriptors that are not: refused, nothing sent */
+	CHECK(send_fd(s, "Z", 1000000) == -1 && errno == EBADF);
+	char echo[8];
+	full_read(s, echo, 6);
+	CHECK(memcmp(echo, "abcDxE", 6) == 0);
+	close(p[0]);
+	close(q[0]);
+	close(s);
+	reap(srv);
+}
+
 static void case_unix(void)
 {
 	char path[108], name[64];
@@ -999,21 +1109,6 @@ static void case_unix(void)
 		.msg_name = &from, .msg_namelen = sizeof(from), .msg_iov = &iv, .msg_iovlen = 1};
 	CHECK(recvmsg(s, &mh, 0) == 1 && mh.msg_namelen > offsetof(struct sockaddr_un, sun_path) &&
 	      strcmp(from.sun_path, path) == 0);
-	/* descriptors cannot travel over a carried connection: a clear error */
-	int fds[1] = {0};
-	char cbuf[CMSG_SPACE(sizeof(fds))];
-	memset(cbuf, 0, sizeof(cbuf));
-	struct iovec sv = {"f", 1};
-	struct msghdr sm = {.msg_iov = &sv,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&sm);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(cm), fds, sizeof(fds));
-	CHECK(sendmsg(s, &sm, 0) == -1 && errno == EOPNOTSUPP);
 	/* the peer closes: end of file */
 	int s2 = unix_dial(path, false);
 	close(s);
@@ -1034,6 +1129,11 @@ static void case_unix(void)
 	CHECK(b[0] == 'y');
 	close(s);
 	reap(srva);
+
+	/* descriptors passed over a carried connection */
+	char fdname[64];
+	snprintf(fdname, sizeof(fdname), "zl-shim-fd-%d", (int)getpid());
+	unix_fds(fdname);
 
 	/* a listener not under zerolink: the kernel path, bytes untouched */
 	l = unix_listen(path, false, true);

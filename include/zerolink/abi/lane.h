@@ -150,9 +150,13 @@ struct zl_abi_half {
 	uint32_t ret_cons;
 	uint8_t pad5[60];
 
-	/* cache line 6: owner's state */
+	/* cache line 6: owner's state; and how many records of ancillary
+	 * data (descriptors passed over a Unix connection the preload shim
+	 * carries) the owner sent on the doorbell socket, each before the
+	 * bytes it goes with */
 	uint32_t state;
-	uint8_t pad6[60];
+	uint32_t anc;
+	uint8_t pad6[56];
 
 	/* cache lines 7-9: counters, written by the owner only (relaxed); the
 	 * padding makes the header 640 bytes, so that the slots that follow
