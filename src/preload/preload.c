@@ -1198,7 +1198,7 @@ static ssize_t conn_recv_m(int fd, struct zs *z, const struct iovec *iov, int n,
 			}
 		}
 		ssize_t r = zl_sock_recvv(z->s, use, un, flags | MSG_DONTWAIT, oflags);
-		if (r > 0 && !(flags & MSG_PEEK))
+		if (r > 0 && z->unix_ && !(flags & MSG_PEEK))
 			z->rxoff += (uint64_t)r;
 		if (r > 0 && deliver) {
 			anc_deliver(&z->recs[0], mh, flags);
@@ -1277,7 +1277,8 @@ static ssize_t conn_send(int fd, struct zs *z, const struct iovec *iov, int n, i
 	}
 	if (copy && copy != small)
 		free(copy);
-	if (done) {
+	if (done && z->unix_) {
+		/* the offset records of ancillary data are sent at */
 		pthread_mutex_lock(&z->lock);
 		z->txoff += done;
 		pthread_mutex_unlock(&z->lock);
