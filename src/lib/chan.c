@@ -346,8 +346,11 @@ void zl__chan_bell_drain(struct zl_chan *ch)
 				if (r > 0)
 					ch->bell_sink(ch->bell_arg, b, (size_t)r, &m);
 				/* a read stops after a message with descriptors:
-				 * look again until the socket is empty */
-				if (r > 0)
+				 * look again; a short read without any means the
+				 * socket is empty (no system call to learn it) */
+				if (r > 0 && (m.msg_controllen || r == (ssize_t)sizeof(b)))
+					continue;
+				if (r < 0 && errno == EINTR)
 					continue;
 				break;
 			}

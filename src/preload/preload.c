@@ -114,6 +114,8 @@ static struct {
 			   const posix_spawnattr_t *, char *const[], char *const[]);
 	int (*posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
 			    const posix_spawnattr_t *, char *const[], char *const[]);
+	int (*system)(const char *);
+	FILE *(*popen)(const char *, const char *);
 } real;
 
 static bool enabled;
@@ -199,6 +201,8 @@ __attribute__((constructor)) static void shim_init(void)
 	LOAD(fexecve);
 	LOAD(posix_spawn);
 	LOAD(posix_spawnp);
+	LOAD(system);
+	LOAD(popen);
 	const char *e = getenv("ZEROLINK_SOCKETS");
 	enabled = !(e && strcmp(e, "0") == 0);
 	e = getenv("ZEROLINK_UNIX");
@@ -297,8 +301,11 @@ int zl__real_epoll_wait(int ep, struct epoll_event *ev, int n, int t)
 /* the descriptor table                                                 */
 
 /* K_ORPHAN: a connection that was carried when an earlier image of this
- * process called exec (see "exec" below): it cannot continue. */
-enum kind { K_LISTEN = 1, K_CONN = 2, K_ORPHAN = 3 };
+ * process called exec and could not be handed back (see "exec" below): it
+ * cannot continue. K_HANDED: a connection handed back to the kernel path
+ * (see "handing back"); until the bytes its channel still held are read
+ * (left), reads and readiness are the shim's, then the kernel's alone. */
+enum kind { K_LISTEN = 1, K_CONN = 2, K_ORPHAN = 3, K_HANDED = 4 };
 
 struct anc_rec {
 	uint64_t off; /* stream offset of the first byte it goes with */
@@ -329,6 +336,9 @@ struct zs {
 	uint8_t rec_part[9];
 	char *rec_cmsg; /* its control data */
 	size_t rec_clen;
+	bool hb_seen; /* the peer asked to hand the connection back */
+	char *left;   /* K_HANDED: bytes of the channel not read yet */
+	size_t left_n, left_off, left_cap;
 	struct sockaddr_storage peer; /* its peer's address, once known */
 	socklen_t peerlen;
 	pthread_mutex_t lock;
@@ -459,6 +469,13 @@ static void bell_sink(void *arg, const char *b, size_t n, struct msghdr *m)
 	bool taken = false;
 	for (size_t i = 0; i < n; i++) {
 		if (z->rec_have == 0) {
+			if (b[i] == 'H') {
+				/* the peer hands the connection back (see "handing
+				 * back"): nothing follows until we answer */
+				z->hb_seen = true;
+				z->anc_parsed++;
+				continue;
+			}
 			if (b[i] != 'R')
 				continue; /* a kick */
 			z->rec_have = 1;
@@ -558,6 +575,17 @@ static void zs_unref(struct zs *z)
 				;
 		}
 		real.close(z->bell);
+	} else if (z->kind == K_HANDED) {
+		/* the channel is detached from the kernel connection, which
+		 * now carries the stream itself: no drain, nothing sent */
+		if (z->forked) {
+			free(z->s->q);
+			free(z->s);
+		} else {
+			zl_sock_close(z->s);
+		}
+		real.close(z->bell);
+		free(z->left);
 	} else if (z->kind == K_LISTEN) {
 		struct zl_ctx *c = shim_ctx_p;
 		if (c && !z->forked)
@@ -769,8 +797,9 @@ static int conn_attach(int fd, struct zl_chan *ch, bool pending, bool kconn)
 	}
 	z->kconn = false;
 	doorbell_opts(fd, z);
-	if (z->unix_)
-		zl__chan_set_bell_sink(ch, bell_sink, z);
+	/* records (Unix: ancillary data) and the hand-back request arrive
+	 * between the doorbell's kicks */
+	zl__chan_set_bell_sink(ch, bell_sink, z);
 	if (kconn)
 		kconn_check(fd, z);
 	return 0;
@@ -1069,6 +1098,323 @@ static int kconn_check(int fd, struct zs *z)
 	return err ? -err : -EAGAIN;
 }
 
+/* ------------------------------------------------------------------ */
+/* handing back                                                         */
+
+/*
+ * A carried connection whose descriptor crosses exec (or posix_spawn)
+ * returns to the kernel path, so that the new image, with or without the
+ * shim, continues the stream with no byte lost or reordered. The side that
+ * execs (E) and its peer (P) do it on the kernel connection, after the
+ * doorbell bytes each has sent:
+ *
+ *   E -> P  'H'               E writes nothing more into its lane; counted
+ *                             in E's half (anc) so that P looks
+ *   P       takes what E wrote into the lane (left: read before the kernel
+ *           stream), stops writing into its own lane
+ *   P -> E  'A'               after P's last doorbell byte
+ *   E       takes what P wrote into the lane and E has not read, drops its
+ *           kicks and records up to 'A' (and no further)
+ *   E -> P  'D', length (4 bytes), those bytes
+ *   P -> E  the same bytes, as stream data
+ *
+ * and from then on both write and read the kernel socket itself. E waits
+ * for 'A' up to ZEROLINK_EXEC_WAIT_MS (5000 ms by default); a peer that
+ * does not answer in time (it is stopped, or handing back at the same
+ * moment) leaves the connection orphaned as before: reset in the new image.
+ * Descriptors in flight towards E (SCM_RIGHTS records) are dropped.
+ */
+
+static bool left_room(struct zs *z);
+
+/* Send all n bytes on kernel socket fd (blocking or not) by the deadline
+ * (0: none). Returns 0 or -errno. With absorb (P returning the peer's
+ * unread bytes), what the peer's new image sends while they do not fit is
+ * read into absorb->left, after the bytes already there (the stream's
+ * order), so that two programs that both write before they read do not
+ * wait on each other. */
+static int kio_send_all(int fd, const void *b, size_t n, uint64_t dl, struct zs *absorb)
+{
+	size_t done = 0;
+	while (done < n) {
+		ssize_t r = real.send(fd, (const char *)b + done, n - done,
+				      MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (r > 0) {
+			done += (size_t)r;
+			continue;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		int ms = -1;
+		if (dl) {
+			uint64_t now = zl__now_ns();
+			if (now >= dl)
+				return -ETIMEDOUT;
+			ms = (int)((dl - now) / 1000000u) + 1;
+		}
+		struct pollfd p = {.fd = fd, .events = (short)(POLLOUT | (absorb ? POLLIN : 0))};
+		real.poll(&p, 1, ms);
+		if (absorb && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
+			struct zs *z = absorb;
+			ssize_t k = left_room(z) ? real.recv(fd, z->left + z->left_n,
+							     z->left_cap - z->left_n, MSG_DONTWAIT)
+						 : 0;
+			if (k > 0)
+				z->left_n += (size_t)k;
+			else if (k == 0 || (errno != EAGAIN && errno != EINTR))
+				absorb = NULL; /* end of file (it stays for the reads), or no memory
+						*/
+		}
+	}
+	return 0;
+}
+
+/* Wait until kernel socket fd is readable or the deadline passes. */
+static int kio_wait_in(int fd, uint64_t dl)
+{
+	uint64_t now = zl__now_ns();
+	if (now >= dl)
+		return -ETIMEDOUT;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	real.poll(&p, 1, (int)((dl - now) / 1000000u) + 1);
+	return 0;
+}
+
+/* Read exactly n bytes from kernel socket fd by the deadline. Returns 0,
+ * -EPIPE at end of file, -ETIMEDOUT, or -errno. */
+static int kio_recv_exact(int fd, void *b, size_t n, uint64_t dl)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = real.recv(fd, (char *)b + got, n - got, MSG_DONTWAIT);
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		if (r == 0)
+			return -EPIPE;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		int w = kio_wait_in(fd, dl);
+		if (w < 0)
+			return w;
+	}
+	return 0;
+}
+
+/* Room for more bytes at the end of z->left. */
+static bool left_room(struct zs *z)
+{
+	if (z->left_n < z->left_cap)
+		return true;
+	size_t nc = z->left_cap ? z->left_cap * 2 : 65536;
+	char *nb = realloc(z->left, nc);
+	if (!nb)
+		return false;
+	z->left = nb;
+	z->left_cap = nc;
+	return true;
+}
+
+/* Everything the channel holds for us, appended to z->left. */
+static void left_take_all(struct zs *z)
+{
+	while (left_room(z)) {
+		struct iovec v = {z->left + z->left_n, z->left_cap - z->left_n};
+		ssize_t r = zl_sock_recvv(z->s, &v, 1, MSG_DONTWAIT, NULL);
+		if (r <= 0)
+			return;
+		z->left_n += (size_t)r;
+	}
+}
+
+/* The kernel connection carries the stream from now on: the program's own
+ * TCP options back, the channel detached from it (nothing more is sent on
+ * it by the channel), and the write side shut if the program shut it. */
+static void handed_finish(struct zs *z)
+{
+	bool shut = z->s->shut_wr;
+	zl_sock_set_linger(z->s, false, 0);
+	zl__chan_set_bell(z->s->ch, -1);
+	zl__chan_set_bell_sink(z->s->ch, NULL, NULL);
+	z->kind = K_HANDED;
+	if (!z->unix_) {
+		real.setsockopt(z->bell, IPPROTO_TCP, TCP_NODELAY, &z->nodelay, sizeof(int));
+		real.setsockopt(z->bell, IPPROTO_TCP, TCP_CORK, &z->cork, sizeof(int));
+	}
+	if (shut)
+		real.shutdown(z->bell, SHUT_WR);
+}
+
+static int exec_wait_ms(void)
+{
+	const char *e = getenv("ZEROLINK_EXEC_WAIT_MS");
+	return e && *e ? atoi(e) : 5000;
+}
+
+/* P's side, under z->lock: the peer asked ('H' read by a drain). */
+static void peer_handback(struct zs *z)
+{
+	z->hb_seen = false;
+	left_take_all(z);
+	handed_finish(z);
+	uint64_t dl = zl__now_ns() + (uint64_t)exec_wait_ms() * 2000000u;
+	char a = 'A';
+	uint8_t h[5];
+	int err = kio_send_all(z->bell, &a, 1, dl, NULL);
+	if (!err)
+		err = kio_recv_exact(z->bell, h, sizeof(h), dl);
+	if (!err && h[0] != 'D')
+		err = -EPROTO;
+	uint32_t len = 0;
+	if (!err)
+		memcpy(&len, h + 1, 4);
+	char *b = len ? malloc(len) : NULL;
+	if (!err && len && !b)
+		err = -ENOMEM;
+	if (!err && len)
+		err = kio_recv_exact(z->bell, b, len, dl);
+	/* its unread bytes, returned as the first of the kernel stream: this
+	 * waits while they do not fit, until the new image reads */
+	if (!err && len)
+		err = kio_send_all(z->bell, b, len, 0, z);
+	free(b);
+	if (err && err != -EPIPE) {
+		/* the stream cannot be made whole: end it, as the kernel does
+		 * a connection it cannot continue */
+		real.shutdown(z->bell, SHUT_RDWR);
+	}
+	dbg("zerolink: connection handed back to the kernel path by its peer (%zu bytes "
+	    "to read first, %u returned): %s",
+	    z->left_n, len, err ? strerror(-err) : "ok");
+}
+
+/* Under z->lock: has the peer asked to hand the connection back? If so,
+ * do it; true when z is K_HANDED now. */
+static bool hb_check(struct zs *z)
+{
+	if (z->kind != K_CONN || !z->s->ch)
+		return z->kind == K_HANDED;
+	if (!z->hb_seen && zl__chan_peer_anc(z->s->ch) != z->anc_parsed)
+		zl__chan_bell_drain(z->s->ch);
+	if (!z->hb_seen)
+		return false;
+	peer_handback(z);
+	return true;
+}
+
+/* Readiness of a handed-back connection: the kernel's, and readable while
+ * bytes of its channel wait. */
+static int handed_ready(struct zs *z, int events)
+{
+	struct pollfd p = {.fd = z->bell, .events = (short)events};
+	if (real.poll(&p, 1, 0) < 0)
+		p.revents = 0;
+	int rev = p.revents;
+	if (z->left_off < z->left_n && (events & POLLIN))
+		rev |= POLLIN;
+	return rev;
+}
+
+/* Is the readiness (and are the reads) of this descriptor the shim's? */
+static bool zs_virt(const struct zs *z)
+{
+	return z && (z->kind == K_CONN || (z->kind == K_HANDED && z->left_off < z->left_n));
+}
+
+/* E's side, under z->lock, before exec: hand the connection back. Returns
+ * 0 (the kernel connection is whole: the new image reads and writes it
+ * directly) or -errno (nothing changed on our side but the request). */
+static int self_handback(struct zs *z, uint64_t dl)
+{
+	struct zl_chan *ch = z->s->ch;
+	if (!ch || z->s->pending || !z->kconn)
+		return -ENOTCONN;
+	char hb = 'H';
+	int err = kio_send_all(z->bell, &hb, 1, dl, NULL);
+	if (err)
+		return err;
+	zl__chan_anc_sent(ch);
+	/* up to the peer's answer: its kicks and records (their descriptors
+	 * dropped), nothing after it */
+	bool found = false, eof = false;
+	while (!found) {
+		uint8_t b[256];
+		ssize_t r = real.recv(z->bell, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+		if (r == 0) {
+			eof = true; /* the peer is gone */
+			break;
+		}
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -errno;
+			err = kio_wait_in(z->bell, dl);
+			if (err)
+				return err;
+			continue;
+		}
+		size_t take = 0;
+		while (take < (size_t)r && !found) {
+			uint8_t c = b[take++];
+			if (z->rec_have) {
+				if (++z->rec_have == 9)
+					z->rec_have = 0;
+			} else if (c == 'R') {
+				z->rec_have = 1;
+			} else if (c == 'A') {
+				found = true;
+			} else if (c == 'H') {
+				return -EDEADLK; /* both ends exec at once */
+			}
+		}
+		while (take) {
+			union {
+				struct cmsghdr align;
+				char buf[CMSG_SPACE(253 * sizeof(int)) +
+					 CMSG_SPACE(sizeof(struct ucred))];
+			} cb;
+			struct iovec v = {b, take};
+			struct msghdr m = {.msg_iov = &v,
+					   .msg_iovlen = 1,
+					   .msg_control = cb.buf,
+					   .msg_controllen = sizeof(cb.buf)};
+			ssize_t k = real.recvmsg(z->bell, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+			if (k <= 0)
+				return k == 0 ? -EPIPE : -errno;
+			if (m.msg_controllen)
+				cmsg_close_fds(m.msg_control, m.msg_controllen);
+			take -= (size_t)k;
+		}
+	}
+	/* the peer writes nothing more into its lane: what it holds that we
+	 * have not read goes back to it, to come again on the kernel path */
+	size_t n0 = z->left_n;
+	left_take_all(z);
+	size_t len = z->left_n - n0;
+	if (eof && len)
+		return -EPIPE; /* nobody to return them to */
+	if (!eof) {
+		uint8_t h[5] = {'D'};
+		uint32_t l32 = (uint32_t)len;
+		memcpy(h + 1, &l32, 4);
+		err = kio_send_all(z->bell, h, sizeof(h), dl, NULL);
+		if (!err && len)
+			err = kio_send_all(z->bell, z->left + n0, len, dl, NULL);
+		if (err)
+			return err;
+	}
+	z->left_n = n0;
+	anc_free(z);
+	handed_finish(z);
+	return 0;
+}
+
 /* A blocking call waits for its connection: it spins for the channel's
  * budget, then arms the channel and sleeps in the kernel on the doorbell
  * (a blocking recv(MSG_PEEK) of one byte on our duplicate of the kernel
@@ -1107,6 +1453,12 @@ static int conn_wait(struct zs *z, int events)
 	}
 	pthread_mutex_lock(&z->lock);
 	int a = zl_sock_arm(z->s, events);
+	if (a == 0 && z->hb_seen) {
+		/* a hand-back request came with the kicks the arming drained:
+		 * the caller answers it */
+		zl__chan_disarm(z->s->ch);
+		a = 1;
+	}
 	pthread_mutex_unlock(&z->lock);
 	if (a != 0) {
 		atomic_fetch_sub(&z->sleepers, 1);
@@ -1162,10 +1514,85 @@ static ssize_t conn_recv(int fd, struct zs *z, const struct iovec *iov, int n, i
 	return conn_recv_m(fd, z, iov, n, flags, oflags, NULL);
 }
 
+/* A read of a handed-back connection: the kernel's (its channel's bytes
+ * are all read). */
+static ssize_t handed_kernel_recv(int fd, const struct iovec *iov, int n, int flags, int *oflags,
+				  struct msghdr *mh)
+{
+	struct msghdr km = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+	if (mh) {
+		km.msg_control = mh->msg_control;
+		km.msg_controllen = mh->msg_controllen;
+	}
+	ssize_t r = real.recvmsg(fd, &km, flags);
+	if (r < 0)
+		return -errno;
+	if (mh)
+		mh->msg_controllen = km.msg_controllen;
+	if (oflags)
+		*oflags = km.msg_flags;
+	return r;
+}
+
+/* Bytes of a handed-back connection's channel, first. Under z->lock. */
+static ssize_t left_recv(struct zs *z, const struct iovec *iov, int n, int flags)
+{
+	size_t off = z->left_off, done = 0;
+	for (int i = 0; i < n && off < z->left_n; i++) {
+		size_t k = iov[i].iov_len;
+		if (k > z->left_n - off)
+			k = z->left_n - off;
+		memcpy(iov[i].iov_base, z->left + off, k);
+		off += k;
+		done += k;
+	}
+	if (!(flags & MSG_PEEK)) {
+		z->left_off = off;
+		if (off == z->left_n) {
+			free(z->left);
+			z->left = NULL;
+			z->left_n = z->left_off = z->left_cap = 0;
+		}
+	}
+	return (ssize_t)done;
+}
+
+/* MSG_WAITALL past a handed-back connection's left bytes: the rest of
+ * iov (from byte got) from the kernel. Returns the bytes read (0 on error:
+ * what was read is returned first, as the kernel does). */
+static ssize_t handed_rest(int fd, const struct iovec *iov, int n, size_t got, int flags)
+{
+	struct iovec small[8], *v = n <= 8 ? small : malloc(sizeof(*v) * (size_t)n);
+	if (!v)
+		return 0;
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		if (got >= iov[i].iov_len) {
+			got -= iov[i].iov_len;
+			continue;
+		}
+		v[k].iov_base = (char *)iov[i].iov_base + got;
+		v[k].iov_len = iov[i].iov_len - got;
+		got = 0;
+		k++;
+	}
+	ssize_t r = k ? handed_kernel_recv(fd, v, k, flags, NULL, NULL) : 0;
+	if (v != small)
+		free(v);
+	return r > 0 ? r : 0;
+}
+
 static ssize_t conn_recv_m(int fd, struct zs *z, const struct iovec *iov, int n, int flags,
 			   int *oflags, struct msghdr *mh)
 {
-	int err = kconn_check(fd, z);
+	if (z->kind == K_HANDED) {
+		pthread_mutex_lock(&z->lock);
+		bool left = z->left_off < z->left_n;
+		pthread_mutex_unlock(&z->lock);
+		if (!left)
+			return handed_kernel_recv(fd, iov, n, flags, oflags, mh);
+	}
+	int err = z->kind == K_CONN ? kconn_check(fd, z) : 0;
 	if (err == -EAGAIN && !(z->nonblock || (flags & MSG_DONTWAIT)))
 		err = 0; /* the read waits on the channel */
 	if (err)
@@ -1176,12 +1603,17 @@ static ssize_t conn_recv_m(int fd, struct zs *z, const struct iovec *iov, int n,
 	 * they sleep; a blocking read arms in zl_sock_wait(). */
 	for (;;) {
 		pthread_mutex_lock(&z->lock);
+		if (hb_check(z) && z->left_off >= z->left_n) {
+			pthread_mutex_unlock(&z->lock);
+			return handed_kernel_recv(fd, iov, n, flags, oflags, mh);
+		}
 		const struct iovec *use = iov;
 		int un = n;
 		struct iovec small[8], *heap = NULL;
 		bool deliver = false;
 		if (z->unix_ && z->s->ch) {
-			anc_collect(z);
+			if (z->kind == K_CONN)
+				anc_collect(z);
 			/* a record at our offset goes with this read; the read
 			 * stops at the next one */
 			unsigned i = 0;
@@ -1197,7 +1629,11 @@ static ssize_t conn_recv_m(int fd, struct zs *z, const struct iovec *iov, int n,
 				}
 			}
 		}
-		ssize_t r = zl_sock_recvv(z->s, use, un, flags | MSG_DONTWAIT, oflags);
+		bool handed = z->kind == K_HANDED;
+		ssize_t r = handed ? left_recv(z, use, un, flags)
+				   : zl_sock_recvv(z->s, use, un, flags | MSG_DONTWAIT, oflags);
+		if (handed && oflags)
+			*oflags = 0;
 		if (r > 0 && z->unix_ && !(flags & MSG_PEEK))
 			z->rxoff += (uint64_t)r;
 		if (r > 0 && deliver) {
@@ -1211,6 +1647,9 @@ static ssize_t conn_recv_m(int fd, struct zs *z, const struct iovec *iov, int n,
 		if (debug > 1)
 			dbg("recv fd %d n %d len %zu flags %#x -> %zd", fd, n,
 			    n ? iov[0].iov_len : 0, flags, r);
+		if (handed && r > 0 && use == iov && wait && (flags & MSG_WAITALL) &&
+		    !(flags & MSG_PEEK))
+			r += handed_rest(fd, iov, n, (size_t)r, flags);
 		if (r != -EAGAIN || !wait)
 			return r;
 		int w = conn_wait(z, POLLIN);
@@ -1237,6 +1676,17 @@ static ssize_t conn_send(int fd, struct zs *z, const struct iovec *iov, int n, i
 	ssize_t r;
 	for (;;) {
 		pthread_mutex_lock(&z->lock);
+		if (hb_check(z)) {
+			/* handed back: the rest on the kernel path, after what
+			 * the peer returned */
+			pthread_mutex_unlock(&z->lock);
+			struct msghdr km = {.msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)n};
+			ssize_t k = real.sendmsg(fd, &km, flags | MSG_NOSIGNAL);
+			r = k < 0 ? -errno : k;
+			if (k > 0)
+				done += (size_t)k;
+			break;
+		}
 		r = zl_sock_sendv(z->s, v, n, (flags & ~MSG_NOSIGNAL) | MSG_DONTWAIT);
 		pthread_mutex_unlock(&z->lock);
 		if (r > 0) {
@@ -1359,7 +1809,7 @@ EXPORT ssize_t read(int fd, void *buf, size_t len)
 	struct zs *z = zs_get(fd);
 	if (z && z->kind == K_ORPHAN)
 		return orphan_err();
-	if (!z || z->kind != K_CONN)
+	if (!zs_virt(z))
 		return real.read(fd, buf, len);
 	struct iovec v = {buf, len};
 	return ret_errno(conn_recv(fd, z, &v, 1, 0, NULL));
@@ -1383,7 +1833,7 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 	struct zs *z = zs_get(fd);
 	if (z && z->kind == K_ORPHAN)
 		return orphan_err();
-	if (!z || z->kind != K_CONN)
+	if (!zs_virt(z))
 		return real.readv(fd, iov, n);
 	return ret_errno(conn_recv(fd, z, iov, n, 0, NULL));
 }
@@ -1405,7 +1855,7 @@ EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 	struct zs *z = zs_get(fd);
 	if (z && z->kind == K_ORPHAN)
 		return orphan_err();
-	if (!z || z->kind != K_CONN)
+	if (!zs_virt(z))
 		return real.recv(fd, buf, len, flags);
 	struct iovec v = {buf, len};
 	return ret_errno(conn_recv(fd, z, &v, 1, flags, NULL));
@@ -1442,7 +1892,7 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockadd
 	struct zs *z = zs_get(fd);
 	if (z && z->kind == K_ORPHAN)
 		return orphan_err();
-	if (!z || z->kind != K_CONN)
+	if (!zs_virt(z))
 		return real.recvfrom(fd, buf, len, flags, from, fl);
 	struct iovec v = {buf, len};
 	ssize_t r = conn_recv(fd, z, &v, 1, flags, NULL);
@@ -1470,7 +1920,7 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 	struct zs *z = zs_get(fd);
 	if (z && z->kind == K_ORPHAN)
 		return orphan_err();
-	if (!z || z->kind != K_CONN)
+	if (!zs_virt(z))
 		return real.recvmsg(fd, m, flags);
 	int of = 0;
 	/* the control data a record brings with this read, if any */
@@ -1563,7 +2013,7 @@ EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t l
 {
 	INIT();
 	struct zs *zi = zs_get(in), *zo = zs_get(out);
-	bool ui = zi && zi->kind == K_CONN, uo = zo && zo->kind == K_CONN;
+	bool ui = zs_virt(zi), uo = zo && zo->kind == K_CONN;
 	if (!ui && !uo)
 		return real.splice(in, off_in, out, off_out, len, flags);
 	if (ui && uo) {
@@ -1735,13 +2185,25 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 	struct zs *z = zs_get(fd);
 	if (z && z->kind == K_CONN && req == FIONREAD) {
 		pthread_mutex_lock(&z->lock);
-		int n = zl_sock_nread(z->s);
+		bool handed = hb_check(z);
+		int n = handed ? 0 : zl_sock_nread(z->s);
 		pthread_mutex_unlock(&z->lock);
-		if (n < 0) {
-			errno = -n;
-			return -1;
+		if (!handed) {
+			if (n < 0) {
+				errno = -n;
+				return -1;
+			}
+			*(int *)arg = n;
+			return 0;
 		}
-		*(int *)arg = n;
+	}
+	if (zs_virt(z) && z->kind == K_HANDED && req == FIONREAD) {
+		int k = 0;
+		if (real.ioctl(fd, req, &k) < 0)
+			return -1;
+		pthread_mutex_lock(&z->lock);
+		*(int *)arg = k + (int)(z->left_n - z->left_off);
+		pthread_mutex_unlock(&z->lock);
 		return 0;
 	}
 	int r = real.ioctl(fd, req, arg);
@@ -1761,6 +2223,10 @@ static int conn_ready(struct zs *z, int events, bool arm)
 {
 	int want = events & (POLLIN | POLLOUT | POLLRDHUP);
 	pthread_mutex_lock(&z->lock);
+	if (hb_check(z)) {
+		pthread_mutex_unlock(&z->lock);
+		return handed_ready(z, want);
+	}
 	int rev = zl_sock_poll(z->s, want);
 	/* arm for what is not ready yet: a connection watched for reading
 	 * and writing that has room (writable) still waits for data, and its
@@ -1771,6 +2237,10 @@ static int conn_ready(struct zs *z, int events, bool arm)
 	if (arm && need && !(rev & (POLLIN | POLLRDHUP | POLLERR | POLLHUP)) &&
 	    zl_sock_arm(z->s, need) == 1)
 		rev = zl_sock_poll(z->s, want);
+	/* arming drains the doorbell: a hand-back request read there is
+	 * answered now, or nobody would wake for it */
+	if (z->hb_seen && hb_check(z))
+		rev = handed_ready(z, want);
 	pthread_mutex_unlock(&z->lock);
 	return rev;
 }
@@ -1789,7 +2259,10 @@ static int poll_merge(struct pollfd *fds, nfds_t n)
 	int count = 0;
 	for (nfds_t i = 0; i < n; i++) {
 		struct zs *z = zs_get(fds[i].fd);
-		if (z && z->kind == K_CONN) {
+		if (z && z->kind == K_HANDED) {
+			if (z->left_off < z->left_n && (fds[i].events & POLLIN))
+				fds[i].revents |= POLLIN;
+		} else if (z && z->kind == K_CONN) {
 			bool rung = fds[i].revents != 0;
 			pthread_mutex_lock(&z->lock);
 			if (!atomic_load(&z->sleepers)) /* see epoll_once */
@@ -1797,6 +2270,8 @@ static int poll_merge(struct pollfd *fds, nfds_t n)
 			fds[i].revents = (short)zl_sock_poll(z->s, fds[i].events);
 			if (rung && !fds[i].revents)
 				zl__chan_bell_drain(z->s->ch);
+			if (rung && hb_check(z))
+				fds[i].revents = (short)handed_ready(z, fds[i].events);
 			pthread_mutex_unlock(&z->lock);
 		}
 		if (fds[i].revents)
@@ -1819,7 +2294,7 @@ static int poll_spin(struct pollfd *fds, nfds_t n)
 		bool any = false;
 		for (nfds_t k = 0; k < n; k++) {
 			struct zs *z = zs_get(fds[k].fd);
-			if (!z || z->kind != K_CONN)
+			if (!zs_virt(z))
 				continue;
 			any = true;
 			if (conn_ready(z, fds[k].events, false))
@@ -1855,7 +2330,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int tmo_ms, const struct ti
 	}
 	for (nfds_t i = 0; i < n; i++) {
 		struct zs *z = zs_get(fds[i].fd);
-		if (!z || z->kind != K_CONN)
+		if (!zs_virt(z))
 			continue;
 		any = true;
 		int rev = conn_ready(z, fds[i].events, true);
@@ -1940,7 +2415,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timev
 	bool any = false;
 	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && !any; fd++) {
 		struct zs *z = zs_get(fd);
-		any = z && z->kind == K_CONN && ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)));
+		any = zs_virt(z) && ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)));
 	}
 	if (!any)
 		return use_p ? real.pselect(nfds, r, w, e, ts, sig)
@@ -2110,7 +2585,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			*pp = w->next;
 			free(w);
 		}
-	} else if (ev && ((z && z->kind == K_CONN) || (*pp && (*pp)->nested) ||
+	} else if (ev && (zs_virt(z) || (*pp && (*pp)->nested) ||
 			  (!z && op == EPOLL_CTL_ADD && is_epoll_fd(fd)))) {
 		struct ep_watch *w = *pp;
 		if (!w && (w = calloc(1, sizeof(*w)))) {
@@ -2147,7 +2622,7 @@ static bool nested_ready(int epfd, bool arm, int depth, bool *any)
 			continue;
 		}
 		struct zs *z = zs_get(w->fd);
-		if (!z || z->kind != K_CONN)
+		if (!zs_virt(z))
 			continue;
 		*any = true;
 		int rev = conn_ready(z, (int)(w->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP)), arm);
@@ -2179,7 +2654,7 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 			continue;
 		}
 		struct zs *z = zs_get(w->fd);
-		if (!z || z->kind != K_CONN)
+		if (!zs_virt(z))
 			continue;
 		any = true;
 		if (n >= max)
@@ -2246,9 +2721,23 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 			 * of the watch does not know; the doorbell is not news */
 			pthread_mutex_lock(&z->lock);
 			zl__chan_bell_drain(z->s->ch);
+			hb_check(z);
 			pthread_mutex_unlock(&z->lock);
 			*dropped = true;
 			continue;
+		}
+		if (z && z->kind == K_HANDED) {
+			/* the kernel's own event now; once only, if we reported
+			 * the connection's left bytes already */
+			bool dup = false;
+			for (int j = 0; j < n; j++)
+				if (memcmp(&evs[j].data, &evs[i].data, sizeof(evs[i].data)) == 0)
+					dup = true;
+			if (dup || disabled) {
+				if (!dup)
+					*dropped = true;
+				continue;
+			}
 		}
 		if (z && z->kind == K_CONN) {
 			bool dup = false;
@@ -2264,6 +2753,9 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 				zl_sock_arm(z->s, POLLOUT);
 			if (!rev) /* doorbells, or the end of the kernel connection */
 				zl__chan_bell_drain(z->s->ch);
+			if (!rev && hb_check(z))
+				rev = handed_ready(z,
+						   (int)(wev & (EPOLLIN | EPOLLOUT | EPOLLRDHUP)));
 			pthread_mutex_unlock(&z->lock);
 			if (!rev) {
 				*dropped = true;
@@ -2388,16 +2880,17 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int tmo, cons
 /* exec                                                                */
 
 /*
- * A carried connection whose descriptor survives exec (no FD_CLOEXEC) cannot
- * continue in the new image: its channel (mappings, control socket) goes
- * with the old one, and the kernel socket holds only doorbell bytes, which
- * the new image would read as data. Handing the connection back to the
- * kernel path is not built yet; until it is, the new image must see a
- * connection reset, never those bytes. The exec functions pass the list of
- * such descriptors in ZEROLINK_ORPHANS ("fd" or "fd:s", s: another process
- * still holds the channel), and the new image's shim marks them: data calls
- * fail with ECONNRESET. A connection no other process holds is also shut
- * down, so that both the new image's waits and the peer see its end.
+ * A carried connection whose descriptor survives exec (no FD_CLOEXEC) is
+ * handed back to the kernel path first (see "handing back"). One that
+ * cannot be (its peer did not answer in time) cannot continue in the new
+ * image: its channel (mappings, control socket) goes with the old one, and
+ * the kernel socket holds doorbell bytes, which the new image would read as
+ * data. The new image must see a connection reset, never those bytes. The
+ * exec functions pass the list of such descriptors in ZEROLINK_ORPHANS
+ * ("fd" or "fd:s", s: another process still holds the channel), and the new
+ * image's shim marks them: data calls fail with ECONNRESET. A connection no
+ * other process holds is also shut down, so that both the new image's
+ * waits and the peer see its end.
  */
 
 #define ORPHANS_VAR "ZEROLINK_ORPHANS="
@@ -2408,17 +2901,36 @@ static char *orphans_entry(bool spawn)
 {
 	size_t cap = 256, n = 0;
 	char *b = NULL;
+	uint64_t dl = 0;
 	for (int p = 0; p < PAGES; p++) {
 		if (!tab[p])
 			continue;
 		for (int i = 0; i < 1 << PAGE_BITS; i++) {
 			struct zs *z = atomic_load(&tab[p][i]);
-			if (!z || (z->kind != K_CONN && z->kind != K_ORPHAN))
+			if (!z || (z->kind != K_CONN && z->kind != K_ORPHAN && !zs_virt(z)))
 				continue;
 			int fd = (p << PAGE_BITS) | i;
 			int fl = real.fcntl(fd, F_GETFD);
 			if (fl < 0 || (fl & FD_CLOEXEC))
 				continue;
+			if (z->kind == K_CONN) {
+				/* one deadline for all: exec waits that long at most */
+				if (!dl)
+					dl = zl__now_ns() + (uint64_t)exec_wait_ms() * 1000000u;
+				pthread_mutex_lock(&z->lock);
+				int hb = z->kind == K_CONN ? self_handback(z, dl) : 0;
+				pthread_mutex_unlock(&z->lock);
+				if (hb == 0) {
+					dbg("zerolink: fd %d handed back to the kernel path before "
+					    "exec",
+					    fd);
+					continue;
+				}
+				dbg("zerolink: fd %d could not be handed back before exec (%s): "
+				    "reset "
+				    "in the new image",
+				    fd, strerror(-hb));
+			}
 			if (!b || cap - n < 24) {
 				cap *= 2;
 				char *nb = realloc(b, cap);
@@ -2648,4 +3160,23 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
 	int r = real.posix_spawnp(pid, file, fa, at, argv, env);
 	orphans_free(mem);
 	return r;
+}
+
+/* system(3) and popen(3) spawn inside the C library: the connections that
+ * would cross are handed back before. One that cannot be (its peer does not
+ * answer) reaches the child as it is: the environment the C library passes
+ * cannot carry the list of orphans. */
+EXPORT int system(const char *cmd)
+{
+	INIT();
+	if (cmd)
+		free(orphans_entry(true));
+	return real.system(cmd);
+}
+
+EXPORT FILE *popen(const char *cmd, const char *mode)
+{
+	INIT();
+	free(orphans_entry(true));
+	return real.popen(cmd, mode);
 }

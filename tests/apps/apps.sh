@@ -311,6 +311,34 @@ case_socat() {
 	cmp -s "$tmp/data" "$tmp/echo.back" || fail "20 MB echoed by socat (forking server) came back different"
 	timeout 30 socat -t 10 "TCP:127.0.0.1:$port" - <"$tmp/data" >"$tmp/echo2.back" || fail "kernel-path socat"
 	cmp -s "$tmp/data" "$tmp/echo2.back" || fail "kernel-path socat echo differs"
+	# inetd-style: each connection's socat execs cat with the connection
+	# itself as its standard input and output (nofork): the connection
+	# is handed back to the kernel path across exec, with what the client
+	# sent before in the lane, and the echo must still be whole
+	port=$(free_port)
+	: >"$tmp/exec.log"
+	zl_bg "$tmp/exec.log" timeout 60 socat "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" \
+		EXEC:cat,nofork
+	wait_port "$port"
+	for k in 1 2 3; do
+		zl "$tmp/cli.log" timeout 30 socat -t 10 "TCP:127.0.0.1:$port" - <"$tmp/data" \
+			>"$tmp/echo6.back" || fail "socat client of an exec'd cat"
+		cmp -s "$tmp/data" "$tmp/echo6.back" ||
+			fail "20 MB echoed by an exec'd cat (connection handed back) came back different"
+	done
+	grep -q "handed back to the kernel path before exec" "$tmp/exec.log" ||
+		fail "the connection was not handed back at exec ($(tail -3 "$tmp/exec.log"))"
+	# the same over a Unix socket
+	: >"$tmp/exec.log"
+	zl_bg "$tmp/exec.log" timeout 60 socat "UNIX-LISTEN:$tmp/exec.sock,fork" EXEC:cat,nofork
+	i=0
+	while [ ! -S "$tmp/exec.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	zl "$tmp/unix.log" timeout 30 socat -t 10 "UNIX-CONNECT:$tmp/exec.sock" - <"$tmp/data" \
+		>"$tmp/echo7.back" || fail "socat unix client of an exec'd cat"
+	cmp -s "$tmp/data" "$tmp/echo7.back" ||
+		fail "20 MB echoed by an exec'd cat over a unix socket came back different"
+	grep -q "handed back to the kernel path before exec" "$tmp/exec.log" ||
+		fail "the unix connection was not handed back at exec ($(tail -3 "$tmp/exec.log"))"
 	# Unix stream sockets: a path, then an abstract name
 	zl_bg "$tmp/server.log" timeout 60 socat "UNIX-LISTEN:$tmp/echo.sock,fork" EXEC:cat
 	i=0

@@ -14,8 +14,10 @@
  * connections open at once, and Unix stream sockets (a path and an abstract
  * name; descriptors passed with SCM_RIGHTS; a listener not under zerolink
  * keeps the kernel path), and a
- * carried connection that crosses exec (reset in the new image, never a
- * doorbell byte read as data).
+ * carried connection that crosses exec or posix_spawn (handed back to the
+ * kernel path: the new image, with or without the shim, continues the
+ * stream with no byte lost or reordered; reset in the new image when the
+ * peer does not answer, never a doorbell byte read as data).
  *
  * This program itself does not link libzerolink: what it exercises is the
  * C library's interface as the shim changes it.
@@ -28,6 +30,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -1154,30 +1157,157 @@ static void case_unix(void)
 
 /* ---- exec ---- */
 
+/* Bytes the server sends that the client has not read when it execs: they
+ * wait in the lane and must reach the new image first, in order. More than
+ * a kernel socket buffer holds at first, so that returning them waits for
+ * the new image's reads. */
+#define EXEC_PENDING (300 * 1024)
+
+static char exec_pat(size_t i)
+{
+	return (char)('a' + (i * 7 + i / 251) % 26);
+}
+
+/* Read n bytes as a program waiting in one way or another would: blocking
+ * reads (mode 0), edge-triggered epoll with non-blocking reads (1), poll
+ * (2). The hand-back request must be answered from each of these waits. */
+static void read_mode(int c, char *b, size_t n, int mode)
+{
+	if (mode == 0) {
+		full_read(c, b, n);
+		return;
+	}
+	int fl = fcntl(c, F_GETFL);
+	CHECK(fcntl(c, F_SETFL, fl | O_NONBLOCK) == 0);
+	int ep = -1;
+	if (mode == 1) {
+		ep = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = c};
+		CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) == 0);
+	}
+	while (n) {
+		ssize_t r = read(c, b, n);
+		if (r > 0) {
+			b += r;
+			n -= (size_t)r;
+			continue;
+		}
+		CHECK(r < 0 && errno == EAGAIN);
+		if (mode == 1) {
+			struct epoll_event out;
+			CHECK(epoll_wait(ep, &out, 1, 20000) == 1);
+		} else {
+			struct pollfd p = {.fd = c, .events = POLLIN};
+			CHECK(poll(&p, 1, 20000) == 1);
+		}
+	}
+	if (ep >= 0)
+		close(ep);
+	CHECK(fcntl(c, F_SETFL, fl) == 0);
+}
+
+/* The server's side of a connection whose client execs: it notices nothing
+ * but the order of the bytes. */
 static void exec_srv(int l)
+{
+	for (int k = 0; k < 3; k++) {
+		int c = accept(l, NULL, NULL);
+		CHECK(c >= 0);
+		char b[16];
+		full_read(c, b, 1);
+		CHECK(b[0] == 'a');
+		full_write(c, "b", 1);
+		char *big = malloc(EXEC_PENDING);
+		CHECK(big);
+		for (size_t i = 0; i < EXEC_PENDING; i++)
+			big[i] = exec_pat(i);
+		full_write(c, big, EXEC_PENDING);
+		free(big);
+		/* "pre" went into the lane before exec, "post" from the new
+		 * image on the kernel path */
+		read_mode(c, b, 7, k);
+		CHECK(memcmp(b, "prepost", 7) == 0);
+		full_write(c, "done", 4);
+		CHECK(read(c, b, 1) == 0); /* the new image closed it */
+		close(c);
+	}
+}
+
+/* The new image: the descriptor that crossed exec while carried continues
+ * the stream (here with or without the shim loaded). */
+static int exec_child(int fd)
+{
+	char *big = malloc(EXEC_PENDING);
+	CHECK(big);
+	full_read(fd, big, EXEC_PENDING);
+	for (size_t i = 0; i < EXEC_PENDING; i++)
+		CHECK(big[i] == exec_pat(i));
+	free(big);
+	full_write(fd, "post", 4);
+	char b[8];
+	full_read(fd, b, 4);
+	CHECK(memcmp(b, "done", 4) == 0);
+	/* the kernel's connection, whole */
+	struct sockaddr_in a;
+	socklen_t al = sizeof(a);
+	CHECK(getpeername(fd, (struct sockaddr *)&a, &al) == 0);
+	CHECK(lanes_mapped() == 0);
+	close(fd);
+	return 0;
+}
+
+/* The old image: one exchange, the server's big write left unread (but
+ * arrived), "pre" written, then exec with the connection (a dup without
+ * FD_CLOEXEC). plain: the new image's environment lacks the shim. */
+static void exec_client(bool plain)
+{
+	int s = dial(lport);
+	CHECK(s >= 0 && lanes_mapped() > 0);
+	full_write(s, "a", 1);
+	char b[4];
+	full_read(s, b, 1);
+	CHECK(b[0] == 'b');
+	for (int i = 0; i < 20000; i++) {
+		int n = 0;
+		CHECK(ioctl(s, FIONREAD, &n) == 0);
+		if (n == EXEC_PENDING)
+			break;
+		usleep(500);
+	}
+	full_write(s, "pre", 3);
+	int d = dup(s);
+	CHECK(d >= 0);
+	char fds[16];
+	snprintf(fds, sizeof(fds), "%d", d);
+	char *plain_env[] = {"PATH=/usr/bin:/bin", NULL};
+	if (plain)
+		execle("/proc/self/exe", "test_shim", "exec-child", fds, (char *)NULL, plain_env);
+	else
+		execl("/proc/self/exe", "test_shim", "exec-child", fds, (char *)NULL);
+	_exit(127);
+}
+
+/* The peer does not answer the hand-back in time (stopped): the new image
+ * gets a reset, never a doorbell byte as data. */
+static void exec_stuck_srv(int l)
 {
 	int c = accept(l, NULL, NULL);
 	CHECK(c >= 0);
 	char b[4];
 	full_read(c, b, 1);
 	full_write(c, "b", 1);
-	/* the client's new image cannot continue the connection: its end
-	 * comes (end of file or reset), no stray byte before it */
+	/* stopped here by the client; then the end comes (end of file or
+	 * reset), no stray byte before it */
 	ssize_t r = read(c, b, 1);
 	CHECK(r == 0 || (r < 0 && errno == ECONNRESET));
 	close(c);
 }
 
-/* The new image: the descriptor that crossed exec while carried. */
-static int exec_child(int fd)
+static int exec_child_reset(int fd)
 {
 	char b[4];
 	CHECK(read(fd, b, 1) == -1 && errno == ECONNRESET);
 	CHECK(write(fd, "x", 1) == -1 && errno == ECONNRESET);
-	/* its waits end: the connection was shut down */
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	CHECK(poll(&p, 1, 10000) == 1);
-	/* still the kernel socket for everything else */
 	struct sockaddr_in a;
 	socklen_t al = sizeof(a);
 	CHECK(getpeername(fd, (struct sockaddr *)&a, &al) == 0);
@@ -1185,9 +1315,43 @@ static int exec_child(int fd)
 	return 0;
 }
 
+/* posix_spawn: the child writes on the connection it inherits, then the
+ * parent, which keeps it, writes and reads on: one stream, in order. */
+static void spawn_srv(int l)
+{
+	for (int k = 0; k < 2; k++) {
+		int c = accept(l, NULL, NULL);
+		CHECK(c >= 0);
+		char b[16];
+		full_read(c, b, 1);
+		full_write(c, "b", 1);
+		full_read(c, b, 9);
+		CHECK(memcmp(b, "kidparent", 9) == 0);
+		full_write(c, "ok", 2);
+		CHECK(read(c, b, 1) == 0);
+		close(c);
+	}
+}
+
+static int spawn_child(int fd)
+{
+	full_write(fd, "kid", 3);
+	return 0;
+}
+
 static void case_exec(void)
 {
 	pid_t srv = server(exec_srv);
+	for (int k = 0; k < 3; k++) {
+		pid_t pid = fork();
+		CHECK(pid >= 0);
+		if (pid == 0)
+			exec_client(k == 2);
+		reap(pid);
+	}
+	reap(srv);
+
+	srv = server(exec_stuck_srv);
 	pid_t pid = fork();
 	CHECK(pid >= 0);
 	if (pid == 0) {
@@ -1196,15 +1360,52 @@ static void case_exec(void)
 		full_write(s, "a", 1);
 		char b[4];
 		full_read(s, b, 1);
-		CHECK(b[0] == 'b');
-		int d = dup(s); /* without FD_CLOEXEC: it crosses exec */
-		CHECK(d >= 0);
+		CHECK(kill(srv, SIGSTOP) == 0);
+		setenv("ZEROLINK_EXEC_WAIT_MS", "300", 1);
+		int d = dup(s);
 		char fds[16];
 		snprintf(fds, sizeof(fds), "%d", d);
-		execl("/proc/self/exe", "test_shim", "exec-child", fds, (char *)NULL);
+		execl("/proc/self/exe", "test_shim", "exec-child-reset", fds, (char *)NULL);
 		_exit(127);
 	}
 	reap(pid);
+	CHECK(kill(srv, SIGCONT) == 0);
+	reap(srv);
+
+	/* posix_spawn, then system(3), which spawns inside the C library */
+	srv = server(spawn_srv);
+	for (int k = 0; k < 2; k++) {
+		int s = dial(lport);
+		CHECK(s >= 0 && lanes_mapped() > 0);
+		full_write(s, "a", 1);
+		char b[4];
+		full_read(s, b, 1);
+		int d = dup(s);
+		CHECK(d >= 0);
+		char fds[16];
+		snprintf(fds, sizeof(fds), "%d", d);
+		if (k == 0) {
+			char *argv[] = {"test_shim", "spawn-child", fds, NULL};
+			extern char **environ;
+			pid_t kid;
+			CHECK(posix_spawn(&kid, "/proc/self/exe", NULL, NULL, argv, environ) == 0);
+			reap(kid);
+		} else {
+			/* the shell's /proc/self/exe would be the shell: name
+			 * the test program by its path */
+			char self[256], cmd[400];
+			ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+			CHECK(sl > 0);
+			self[sl] = 0;
+			snprintf(cmd, sizeof(cmd), "exec '%s' spawn-child %d", self, d);
+			CHECK(system(cmd) == 0);
+		}
+		close(d);
+		full_write(s, "parent", 6);
+		full_read(s, b, 2);
+		CHECK(memcmp(b, "ok", 2) == 0);
+		close(s);
+	}
 	reap(srv);
 }
 
@@ -1255,12 +1456,17 @@ static void case_exclusive(void)
 
 int main(int argc, char **argv)
 {
+	/* new images of the exec case (exec-child also without the shim) */
+	if (argc > 2 && strcmp(argv[1], "exec-child") == 0)
+		return exec_child(atoi(argv[2]));
+	if (argc > 2 && strcmp(argv[1], "exec-child-reset") == 0)
+		return exec_child_reset(atoi(argv[2]));
+	if (argc > 2 && strcmp(argv[1], "spawn-child") == 0)
+		return spawn_child(atoi(argv[2]));
 	if (!getenv("LD_PRELOAD") || !strstr(getenv("LD_PRELOAD"), "zerolink-preload")) {
 		fprintf(stderr, "skipped: run under libzerolink-preload.so\n");
 		return 77;
 	}
-	if (argc > 2 && strcmp(argv[1], "exec-child") == 0)
-		return exec_child(atoi(argv[2]));
 	static const struct {
 		const char *name;
 		void (*fn)(void);
