@@ -1273,6 +1273,9 @@ static void peer_handback(struct zs *z)
 	uint32_t len = 0;
 	if (!err)
 		memcpy(&len, h + 1, 4);
+	/* no more than a lane holds (the peer's word, checked) */
+	if (!err && len > (64u << 20))
+		err = -EPROTO;
 	char *b = len ? malloc(len) : NULL;
 	if (!err && len && !b)
 		err = -ENOMEM;
