@@ -330,13 +330,7 @@ void zl__chan_bell_drain(struct zl_chan *ch)
 		ssize_t r;
 		do {
 			if (ch->bell_sink) {
-				/* room for the most descriptors one message carries
-				 * (SCM_MAX_FD) and credentials */
-				union {
-					struct cmsghdr align;
-					char buf[CMSG_SPACE(253 * sizeof(int)) +
-						 CMSG_SPACE(sizeof(struct ucred))];
-				} cb;
+				union zl__bell_cmsg cb;
 				struct iovec v = {b, sizeof(b)};
 				struct msghdr m = {.msg_iov = &v,
 						   .msg_iovlen = 1,

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <zerolink/abi/lane.h>
@@ -101,6 +102,13 @@ struct zl_held {
 /* What a doorbell socket carries besides kicks (see zl__chan_set_bell_sink). */
 struct msghdr;
 typedef void (*zl__bell_sink)(void *arg, const char *bytes, size_t n, struct msghdr *m);
+
+/* Control data room for one read of a doorbell socket: the most descriptors
+ * one message carries (SCM_MAX_FD) and credentials. */
+union zl__bell_cmsg {
+	struct cmsghdr align;
+	char buf[CMSG_SPACE(253 * sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
+};
 
 struct zl_chan {
 	struct zl_ctx *ctx;

@@ -1377,11 +1377,7 @@ static int self_handback(struct zs *z, uint64_t dl)
 			}
 		}
 		while (take) {
-			union {
-				struct cmsghdr align;
-				char buf[CMSG_SPACE(253 * sizeof(int)) +
-					 CMSG_SPACE(sizeof(struct ucred))];
-			} cb;
+			union zl__bell_cmsg cb;
 			struct iovec v = {b, take};
 			struct msghdr m = {.msg_iov = &v,
 					   .msg_iovlen = 1,
@@ -1396,23 +1392,25 @@ static int self_handback(struct zs *z, uint64_t dl)
 		}
 	}
 	/* the peer writes nothing more into its lane: what it holds that we
-	 * have not read goes back to it, to come again on the kernel path */
-	size_t n0 = z->left_n;
+	 * have not read goes back to it, to come again on the kernel path
+	 * (z->left, empty on a carried connection, holds it meanwhile) */
 	left_take_all(z);
-	size_t len = z->left_n - n0;
-	if (eof && len)
-		return -EPIPE; /* nobody to return them to */
+	size_t len = z->left_n;
 	if (!eof) {
 		uint8_t h[5] = {'D'};
 		uint32_t l32 = (uint32_t)len;
 		memcpy(h + 1, &l32, 4);
 		err = kio_send_all(z->bell, h, sizeof(h), dl, NULL);
 		if (!err && len)
-			err = kio_send_all(z->bell, z->left + n0, len, dl, NULL);
-		if (err)
-			return err;
+			err = kio_send_all(z->bell, z->left, len, dl, NULL);
+	} else if (len) {
+		err = -EPIPE; /* the peer is gone: nobody to return them to */
 	}
-	z->left_n = n0;
+	free(z->left);
+	z->left = NULL;
+	z->left_n = z->left_cap = 0;
+	if (err)
+		return err;
 	anc_free(z);
 	handed_finish(z);
 	return 0;
@@ -1588,13 +1586,6 @@ static ssize_t handed_rest(int fd, const struct iovec *iov, int n, size_t got, i
 static ssize_t conn_recv_m(int fd, struct zs *z, const struct iovec *iov, int n, int flags,
 			   int *oflags, struct msghdr *mh)
 {
-	if (z->kind == K_HANDED) {
-		pthread_mutex_lock(&z->lock);
-		bool left = z->left_off < z->left_n;
-		pthread_mutex_unlock(&z->lock);
-		if (!left)
-			return handed_kernel_recv(fd, iov, n, flags, oflags, mh);
-	}
 	int err = z->kind == K_CONN ? kconn_check(fd, z) : 0;
 	if (err == -EAGAIN && !(z->nonblock || (flags & MSG_DONTWAIT)))
 		err = 0; /* the read waits on the channel */
@@ -2186,27 +2177,21 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 	void *arg = va_arg(ap, void *);
 	va_end(ap);
 	struct zs *z = zs_get(fd);
-	if (z && z->kind == K_CONN && req == FIONREAD) {
+	if (zs_virt(z) && req == FIONREAD) {
+		/* the channel's bytes; once handed back, the bytes it left
+		 * and the kernel's */
 		pthread_mutex_lock(&z->lock);
 		bool handed = hb_check(z);
-		int n = handed ? 0 : zl_sock_nread(z->s);
+		int n = handed ? (int)(z->left_n - z->left_off) : zl_sock_nread(z->s);
 		pthread_mutex_unlock(&z->lock);
-		if (!handed) {
-			if (n < 0) {
-				errno = -n;
-				return -1;
-			}
-			*(int *)arg = n;
-			return 0;
-		}
-	}
-	if (zs_virt(z) && z->kind == K_HANDED && req == FIONREAD) {
 		int k = 0;
-		if (real.ioctl(fd, req, &k) < 0)
+		if (handed && real.ioctl(fd, req, &k) < 0)
 			return -1;
-		pthread_mutex_lock(&z->lock);
-		*(int *)arg = k + (int)(z->left_n - z->left_off);
-		pthread_mutex_unlock(&z->lock);
+		if (n < 0) {
+			errno = -n;
+			return -1;
+		}
+		*(int *)arg = n + k;
 		return 0;
 	}
 	int r = real.ioctl(fd, req, arg);
@@ -2634,6 +2619,16 @@ static bool nested_ready(int epfd, bool arm, int depth, bool *any)
 	return ready;
 }
 
+/* Whether one of the first n events (those the channels reported) has this
+ * data: the kernel's copy of the same watch is then not news. */
+static bool evs_reported(const struct epoll_event *evs, int n, epoll_data_t data)
+{
+	for (int j = 0; j < n; j++)
+		if (memcmp(&evs[j].data, &data, sizeof(data)) == 0)
+			return true;
+	return false;
+}
+
 static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const sigset_t *sig,
 		      bool use_p, bool *dropped, bool spin, bool *any_up)
 {
@@ -2712,10 +2707,7 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 		bool nested = w && w->nested;
 		pthread_mutex_unlock(&watch_lock);
 		if (nested) {
-			bool dup = false;
-			for (int j = 0; j < n; j++)
-				if (memcmp(&evs[j].data, &evs[i].data, sizeof(evs[i].data)) == 0)
-					dup = true;
+			bool dup = evs_reported(evs, n, evs[i].data);
 			if (dup || disabled)
 				continue; /* reported from the channels already */
 		}
@@ -2732,10 +2724,7 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 		if (z && z->kind == K_HANDED) {
 			/* the kernel's own event now; once only, if we reported
 			 * the connection's left bytes already */
-			bool dup = false;
-			for (int j = 0; j < n; j++)
-				if (memcmp(&evs[j].data, &evs[i].data, sizeof(evs[i].data)) == 0)
-					dup = true;
+			bool dup = evs_reported(evs, n, evs[i].data);
 			if (dup || disabled) {
 				if (!dup)
 					*dropped = true;
@@ -2743,10 +2732,7 @@ static int epoll_once(int epfd, struct epoll_event *evs, int max, int tmo, const
 			}
 		}
 		if (z && z->kind == K_CONN) {
-			bool dup = false;
-			for (int j = 0; j < n; j++)
-				if (memcmp(&evs[j].data, &evs[i].data, sizeof(evs[i].data)) == 0)
-					dup = true;
+			bool dup = evs_reported(evs, n, evs[i].data);
 			if (dup)
 				continue;
 			pthread_mutex_lock(&z->lock);
@@ -2898,13 +2884,46 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int tmo, cons
 
 #define ORPHANS_VAR "ZEROLINK_ORPHANS="
 
-/* "ZEROLINK_ORPHANS=..." for the descriptors that would cross exec while
- * carried (for spawn: held by the parent too), or NULL. Malloc'd. */
+/* Hand back every carried connection whose descriptor would cross exec
+ * (see "handing back"); those that cannot be stay K_CONN. */
+static void handback_crossing(void)
+{
+	uint64_t dl = 0;
+	for (int p = 0; p < PAGES; p++) {
+		if (!tab[p])
+			continue;
+		for (int i = 0; i < 1 << PAGE_BITS; i++) {
+			struct zs *z = atomic_load(&tab[p][i]);
+			if (!z || z->kind != K_CONN)
+				continue;
+			int fd = (p << PAGE_BITS) | i;
+			int fl = real.fcntl(fd, F_GETFD);
+			if (fl < 0 || (fl & FD_CLOEXEC))
+				continue;
+			/* one deadline for all: exec waits that long at most */
+			if (!dl)
+				dl = zl__now_ns() + (uint64_t)exec_wait_ms() * 1000000u;
+			pthread_mutex_lock(&z->lock);
+			int hb = z->kind == K_CONN ? self_handback(z, dl) : 0;
+			pthread_mutex_unlock(&z->lock);
+			if (hb == 0)
+				dbg("zerolink: fd %d handed back to the kernel path before exec",
+				    fd);
+			else
+				dbg("zerolink: fd %d could not be handed back before exec (%s): "
+				    "reset "
+				    "in the new image",
+				    fd, strerror(-hb));
+		}
+	}
+}
+
+/* "ZEROLINK_ORPHANS=..." for the descriptors that cross exec and cannot
+ * continue there (for spawn: held by the parent too), or NULL. Malloc'd. */
 static char *orphans_entry(bool spawn)
 {
 	size_t cap = 256, n = 0;
 	char *b = NULL;
-	uint64_t dl = 0;
 	for (int p = 0; p < PAGES; p++) {
 		if (!tab[p])
 			continue;
@@ -2916,24 +2935,6 @@ static char *orphans_entry(bool spawn)
 			int fl = real.fcntl(fd, F_GETFD);
 			if (fl < 0 || (fl & FD_CLOEXEC))
 				continue;
-			if (z->kind == K_CONN) {
-				/* one deadline for all: exec waits that long at most */
-				if (!dl)
-					dl = zl__now_ns() + (uint64_t)exec_wait_ms() * 1000000u;
-				pthread_mutex_lock(&z->lock);
-				int hb = z->kind == K_CONN ? self_handback(z, dl) : 0;
-				pthread_mutex_unlock(&z->lock);
-				if (hb == 0) {
-					dbg("zerolink: fd %d handed back to the kernel path before "
-					    "exec",
-					    fd);
-					continue;
-				}
-				dbg("zerolink: fd %d could not be handed back before exec (%s): "
-				    "reset "
-				    "in the new image",
-				    fd, strerror(-hb));
-			}
 			if (!b || cap - n < 24) {
 				cap *= 2;
 				char *nb = realloc(b, cap);
@@ -2958,6 +2959,7 @@ static char *orphans_entry(bool spawn)
 static char *const *orphans_env(char *const envp[], bool spawn, void **mem)
 {
 	*mem = NULL;
+	handback_crossing();
 	char *e = orphans_entry(spawn);
 	size_t k = 0;
 	bool had = false;
@@ -3173,13 +3175,13 @@ EXPORT int system(const char *cmd)
 {
 	INIT();
 	if (cmd)
-		free(orphans_entry(true));
+		handback_crossing();
 	return real.system(cmd);
 }
 
 EXPORT FILE *popen(const char *cmd, const char *mode)
 {
 	INIT();
-	free(orphans_entry(true));
+	handback_crossing();
 	return real.popen(cmd, mode);
 }
