@@ -220,6 +220,19 @@ int zl_chan_send_buf_burst(struct zl_chan *ch, const struct zl_buf *bufs, const 
 			   unsigned n, unsigned flags);
 
 /**
+ * zl_chan_send_hdr_bufs() - one message made of hlen bytes copied into the
+ * lane (a header, 1..56 bytes) followed by n pool buffers sent without
+ * copying (n < ZL_MSG_MAX_SEGS): the receiver sees seg[0] inline, then one
+ * segment per buffer. Ownership of the buffers moves as with
+ * zl_chan_send_bufs(); n == 0 sends the header alone.
+ * Return: total bytes; -EINVAL bad hlen, n or lengths; others as
+ * zl_chan_send_buf(). On error the caller still owns the buffers.
+ */
+int zl_chan_send_hdr_bufs(struct zl_chan *ch, const void *hdr, size_t hlen,
+			  const struct zl_buf *bufs, const uint32_t *lens, unsigned n,
+			  unsigned flags);
+
+/**
  * zl_chan_recv_msg() - the next message, in place.
  * Return: 1 a message is in *m; 0 end of stream; -EMSGSIZE the message has
  * more than ZL_MSG_MAX_SEGS segments or does not fit the lane (use
@@ -296,6 +309,9 @@ enum zl_chan_state {
 struct zl_chan_info {
 	uint64_t chan;         /* broker-wide id (0 for zl_chan_pair) */
 	struct zl_domain peer; /* peer domain */
+	/* the peer's process and credentials as the broker saw them when the
+	 * channel was set up (SO_PEERCRED); 0 for zl_chan_pair() */
+	uint32_t peer_pid, peer_uid, peer_gid;
 	enum zl_mode mode;
 	enum zl_chan_state state;
 	int error; /* negative errno that broke the channel, or 0 */

@@ -7,6 +7,7 @@
 #define ZEROLINK_VERSION_MINOR 1
 #define ZEROLINK_VERSION_PATCH 0
 
+#include <zerolink/blk.h>
 #include <zerolink/chan.h>
 #include <zerolink/ctx.h>
 #include <zerolink/pool.h>

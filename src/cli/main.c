@@ -16,6 +16,7 @@ static const struct {
 	{"watch", cmd_watch, "print membership events as they happen"},
 	{"bench", cmd_bench, "measure zerolink against the memory floor and kernel paths"},
 	{"run", cmd_run, "run a program with its local TCP connections over zerolink"},
+	{"iohost", cmd_iohost, "start the I/O host (block devices) or control a running one"},
 };
 
 static void usage(FILE *f)

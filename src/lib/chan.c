@@ -1043,12 +1043,16 @@ static void put_desc(struct zl_chan *ch, uint32_t lend, uint64_t region, uint64_
 	slot_publish(ch, ZL_SLOT_DESC, sflags, 1, len);
 }
 
-static int send_bufs_impl(struct zl_chan *ch, const struct zl_buf *bufs, const uint32_t *lens,
-			  unsigned n, unsigned flags, bool publish)
+/* A message of pool buffers, lent, after an optional inline header (one
+ * slot, hlen <= ZL_SLOT_INLINE_HEAD). */
+static int send_bufs_impl(struct zl_chan *ch, const void *hdr, size_t hlen,
+			  const struct zl_buf *bufs, const uint32_t *lens, unsigned n,
+			  unsigned flags, bool publish)
 {
-	if (n == 0 || n > ZL_MSG_MAX_SEGS)
+	unsigned nseg = n + (hlen ? 1u : 0u);
+	if (n == 0 || nseg > ZL_MSG_MAX_SEGS)
 		return -EINVAL;
-	uint64_t total = 0;
+	uint64_t total = hlen;
 	for (unsigned i = 0; i < n; i++) {
 		if (lens[i] == 0 || lens[i] > bufs[i].cap || !bufs[i].pool)
 			return -EINVAL;
@@ -1058,11 +1062,12 @@ static int send_bufs_impl(struct zl_chan *ch, const struct zl_buf *bufs, const u
 		return -EINVAL;
 	if (ch->mode == ZL_MODE_ISOLATED) {
 		struct iovec v[ZL_MSG_MAX_SEGS] = {{0}};
-		for (unsigned i = 0; i < n; i++) {
-			v[i].iov_base = bufs[i].data;
-			v[i].iov_len = lens[i];
-		}
-		int r = zl_chan_sendv(ch, v, (int)n, flags);
+		unsigned k = 0;
+		if (hlen)
+			v[k++] = (struct iovec){.iov_base = (void *)hdr, .iov_len = hlen};
+		for (unsigned i = 0; i < n; i++)
+			v[k++] = (struct iovec){.iov_base = bufs[i].data, .iov_len = lens[i]};
+		int r = zl_chan_sendv(ch, v, (int)k, flags);
 		if (r >= 0)
 			for (unsigned i = 0; i < n; i++)
 				zl_buf_free(&bufs[i]);
@@ -1072,14 +1077,21 @@ static int send_bufs_impl(struct zl_chan *ch, const struct zl_buf *bufs, const u
 	if (err)
 		return err;
 	/* All the waiting happens before anything is taken: once the first
-	 * entry is written, the message is written whole. */
-	err = tx_wait_free(ch, n, flags);
+	 * entry is written, the message is written whole. A one-slot inline
+	 * entry never straddles the ring's end, so nseg free slots are all
+	 * the message needs. */
+	err = tx_wait_free(ch, nseg, flags);
 	if (err)
 		return err;
 	for (unsigned i = 0; i < n; i++) {
 		err = region_offer(ch, bufs[i].pool->reg);
 		if (err)
 			return err;
+	}
+	if (hlen) {
+		struct iovec hv = {.iov_base = (void *)hdr, .iov_len = hlen};
+		struct iov_cursor c = {.iov = &hv, .n = 1};
+		put_inline(ch, (uint32_t)hlen, ZL_SLOT_F_MORE, &c);
 	}
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t id = lend_take(ch);
@@ -1101,7 +1113,18 @@ static int send_bufs_impl(struct zl_chan *ch, const struct zl_buf *bufs, const u
 ZL_EXPORT int zl_chan_send_bufs(struct zl_chan *ch, const struct zl_buf *bufs, const uint32_t *lens,
 				unsigned n, unsigned flags)
 {
-	return send_bufs_impl(ch, bufs, lens, n, flags, true);
+	return send_bufs_impl(ch, NULL, 0, bufs, lens, n, flags, true);
+}
+
+ZL_EXPORT int zl_chan_send_hdr_bufs(struct zl_chan *ch, const void *hdr, size_t hlen,
+				    const struct zl_buf *bufs, const uint32_t *lens, unsigned n,
+				    unsigned flags)
+{
+	if (!hdr || hlen == 0 || hlen > ZL_SLOT_INLINE_HEAD || n >= ZL_MSG_MAX_SEGS)
+		return -EINVAL;
+	if (n == 0)
+		return zl_chan_send(ch, hdr, hlen, flags);
+	return send_bufs_impl(ch, hdr, hlen, bufs, lens, n, flags, true);
 }
 
 /* Room for a run of single-slot descriptor entries, waiting for one:
@@ -1127,7 +1150,7 @@ ZL_EXPORT int zl_chan_send_buf_burst(struct zl_chan *ch, const struct zl_buf *bu
 	int err = 0;
 	if (ch->mode == ZL_MODE_ISOLATED) {
 		for (; k < n; k++) {
-			err = send_bufs_impl(ch, &bufs[k], &lens[k], 1, flags, false);
+			err = send_bufs_impl(ch, NULL, 0, &bufs[k], &lens[k], 1, flags, false);
 			if (err < 0)
 				break;
 		}
@@ -2511,6 +2534,9 @@ ZL_EXPORT void zl_chan_info(const struct zl_chan *ch, struct zl_chan_info *in)
 	memset(in, 0, sizeof(*in));
 	in->chan = ch->id;
 	in->peer.id = ch->peer_domain;
+	in->peer_pid = ch->peer_pid;
+	in->peer_uid = ch->peer_uid;
+	in->peer_gid = ch->peer_gid;
 	in->mode = ch->mode;
 	in->state = ch->state;
 	in->error = ch->err;

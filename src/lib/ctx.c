@@ -484,6 +484,9 @@ ZL_EXPORT int zl_accept(struct zl_listener *lis, const struct zl_chan_opts *opts
 			zl__chan_free(ch);
 			return err;
 		}
+		ch->peer_pid = in.peer_pid;
+		ch->peer_uid = in.peer_uid;
+		ch->peer_gid = in.peer_gid;
 		chan_register(ch, 1);
 		*out = ch;
 		return 0;
@@ -515,6 +518,9 @@ int zl__connect_begin(struct zl_ctx *ctx, const char *service, const struct zl_c
 		close(fds[0]);
 		return err;
 	}
+	ch->peer_pid = ok.peer_pid;
+	ch->peer_uid = ok.peer_uid;
+	ch->peer_gid = ok.peer_gid;
 	if ((err = zl__chan_hello_send(ch))) {
 		zl__chan_free(ch);
 		return err;

@@ -114,6 +114,7 @@ struct zl_chan {
 	struct zl_ctx *ctx;
 	uint64_t id;
 	uint32_t peer_domain;
+	uint32_t peer_pid, peer_uid, peer_gid; /* as the broker saw them (0 for pairs) */
 	enum zl_mode mode;
 
 	/* my half (read-write) and the peer's (read-only) */

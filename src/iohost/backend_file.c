@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Files and block devices through io_uring, on the ring of the sidecore
+ * that serves the request. O_DIRECT when the file system takes it (direct
+ * = auto), so that a write goes from the client's buffer to the device
+ * without a copy in the I/O host; a segment that is not aligned as O_DIRECT
+ * needs goes through an aligned bounce buffer instead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "iohost.h"
+
+static int file_open(struct device *d, char *err, size_t errlen)
+{
+	const struct devconf *c = &d->conf;
+	int flags = (c->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	if (c->size && !c->readonly)
+		flags |= O_CREAT;
+	int fd = -1;
+	d->direct = false;
+	if (c->direct != 0) {
+		fd = open(c->path, flags | O_DIRECT, 0600);
+		if (fd >= 0)
+			d->direct = true;
+		else if (errno != EINVAL || c->direct == 1)
+			goto fail;
+	}
+	if (fd < 0 && (fd = open(c->path, flags, 0600)) < 0)
+		goto fail;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		goto fail_fd;
+	uint64_t have;
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, &have) < 0)
+			goto fail_fd;
+		d->flags = ZL_BLK_INFO_FLUSH;
+	} else if (S_ISREG(st.st_mode)) {
+		have = (uint64_t)st.st_size;
+		if (c->size > have) {
+			if (c->readonly) {
+				snprintf(err, errlen, "device %s: %s is smaller than size", c->name,
+					 c->path);
+				close(fd);
+				return -EINVAL;
+			}
+			if (ftruncate(fd, (off_t)c->size) < 0)
+				goto fail_fd;
+			have = c->size;
+		}
+		d->flags = ZL_BLK_INFO_FLUSH | ZL_BLK_INFO_DISCARD | ZL_BLK_INFO_WRITE_ZEROES;
+	} else {
+		snprintf(err, errlen, "device %s: %s is neither a file nor a block device", c->name,
+			 c->path);
+		close(fd);
+		return -EINVAL;
+	}
+	d->size = c->size ? c->size : have - have % c->block_size;
+	if (d->size == 0) {
+		snprintf(err, errlen, "device %s: %s is empty (give a size)", c->name, c->path);
+		close(fd);
+		return -EINVAL;
+	}
+	d->dio_align = 512;
+	struct statx sx;
+	if (d->direct && statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+	    (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_mem_align) {
+		d->dio_align = sx.stx_dio_mem_align;
+		if (sx.stx_dio_offset_align > c->block_size) {
+			/* offsets of one block would be refused: go buffered */
+			close(fd);
+			if (c->direct == 1) {
+				snprintf(err, errlen,
+					 "device %s: O_DIRECT needs %u-byte blocks, block_size is "
+					 "%u",
+					 c->name, sx.stx_dio_offset_align, c->block_size);
+				return -EINVAL;
+			}
+			d->direct = false;
+			if ((fd = open(c->path, flags & ~O_CREAT)) < 0)
+				goto fail;
+		}
+	}
+	d->fd = fd;
+	return 0;
+fail_fd:
+	close(fd);
+fail : {
+	int e = errno;
+	snprintf(err, errlen, "device %s: %s: %s", c->name, c->path, strerror(e));
+	return -e;
+}
+}
+
+static void file_close(struct device *d)
+{
+	if (d->fd >= 0)
+		close(d->fd);
+}
+
+static bool aligned(const struct device *d, const struct ioreq *r)
+{
+	if (!d->direct)
+		return true;
+	for (unsigned i = 0; i < r->niov; i++)
+		if ((uintptr_t)r->iov[i].iov_base % d->dio_align ||
+		    r->iov[i].iov_len % d->dio_align)
+			return false;
+	return true;
+}
+
+/* Queue the (rest of the) transfer of r on the sidecore's ring. */
+static void rw_prep(struct sidecore *sc, struct ioreq *r)
+{
+	struct io_uring_sqe *sqe = sc_sqe(sc);
+	uint64_t off = r->off + r->done_bytes;
+	if (r->bounce) {
+		char *p = (char *)r->bounce + r->done_bytes;
+		if (r->op == ZL_BLK_OP_READ)
+			io_uring_prep_read(sqe, r->dev->fd, p, r->len - r->done_bytes, off);
+		else
+			io_uring_prep_write(sqe, r->dev->fd, p, r->len - r->done_bytes, off);
+	} else {
+		/* what is left: whole segments skipped, then part of one */
+		unsigned i = 0, n = 0;
+		uint32_t skip = r->done_bytes;
+		while (skip && skip >= r->iov[i].iov_len)
+			skip -= (uint32_t)r->iov[i++].iov_len;
+		for (; i < r->niov; i++, skip = 0) {
+			r->riov[n].iov_base = (char *)r->iov[i].iov_base + skip;
+			r->riov[n++].iov_len = r->iov[i].iov_len - skip;
+		}
+		if (r->op == ZL_BLK_OP_READ)
+			io_uring_prep_readv(sqe, r->dev->fd, r->riov, n, off);
+		else
+			io_uring_prep_writev(sqe, r->dev->fd, r->riov, n, off);
+	}
+	if (r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA))
+		sqe->rw_flags = RWF_DSYNC;
+	io_uring_sqe_set_data(sqe, r);
+}
+
+static void file_submit(struct sidecore *sc, struct ioreq *r)
+{
+	struct device *d = r->dev;
+	struct io_uring_sqe *sqe;
+	switch (r->op) {
+	case ZL_BLK_OP_READ:
+	case ZL_BLK_OP_WRITE:
+		if (!aligned(d, r)) {
+			if (posix_memalign(&r->bounce, d->dio_align < 4096 ? 4096 : d->dio_align,
+					   r->len)) {
+				r->status = ZL_BLK_S_ENOMEM;
+				sc_complete(sc, r);
+				return;
+			}
+			if (r->op == ZL_BLK_OP_WRITE) {
+				char *p = r->bounce;
+				for (unsigned i = 0; i < r->niov; i++) {
+					memcpy(p, r->iov[i].iov_base, r->iov[i].iov_len);
+					p += r->iov[i].iov_len;
+				}
+			}
+		}
+		rw_prep(sc, r);
+		return;
+	case ZL_BLK_OP_FLUSH:
+		sqe = sc_sqe(sc);
+		io_uring_prep_fsync(sqe, d->fd, IORING_FSYNC_DATASYNC);
+		break;
+	case ZL_BLK_OP_DISCARD:
+		sqe = sc_sqe(sc);
+		io_uring_prep_fallocate(sqe, d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					r->off, r->len);
+		break;
+	case ZL_BLK_OP_WRITE_ZEROES:
+		sqe = sc_sqe(sc);
+		io_uring_prep_fallocate(sqe, d->fd,
+					((r->flags & ZL_BLK_F_NOUNMAP) ? FALLOC_FL_ZERO_RANGE
+								       : FALLOC_FL_PUNCH_HOLE) |
+						FALLOC_FL_KEEP_SIZE,
+					r->off, r->len);
+		break;
+	default:
+		r->status = ZL_BLK_S_EINVAL;
+		sc_complete(sc, r);
+		return;
+	}
+	io_uring_sqe_set_data(sqe, r);
+}
+
+/* Zeroes written the slow way, when the file system cannot allocate them
+ * zeroed: blocking writes from a zero page, on the sidecore. */
+static int write_zeroes_slow(struct device *d, uint64_t off, uint64_t len)
+{
+	static const char zero[65536];
+	while (len) {
+		size_t k = len < sizeof(zero) ? (size_t)len : sizeof(zero);
+		ssize_t w = pwrite(d->fd, zero, k, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		off += (uint64_t)w;
+		len -= (uint64_t)w;
+	}
+	return 0;
+}
+
+static int32_t status_of(int res)
+{
+	switch (res) {
+	case -ENOSPC:
+	case -EDQUOT:
+	case -EFBIG:
+		return ZL_BLK_S_ENOSPC;
+	case -EROFS:
+	case -EPERM:
+		return ZL_BLK_S_EROFS;
+	case -EOPNOTSUPP:
+		return ZL_BLK_S_EOPNOTSUPP;
+	case -ENOMEM:
+		return ZL_BLK_S_ENOMEM;
+	default:
+		return ZL_BLK_S_EIO;
+	}
+}
+
+static void file_cqe(struct sidecore *sc, struct ioreq *r, int res)
+{
+	if (r->op == ZL_BLK_OP_READ || r->op == ZL_BLK_OP_WRITE) {
+		if (res < 0) {
+			r->status = status_of(res);
+		} else if ((uint32_t)res < r->len - r->done_bytes) {
+			if (res == 0 && r->op == ZL_BLK_OP_READ) {
+				/* the file ends before the device: the rest reads
+				 * as zeroes */
+				uint32_t at = r->done_bytes;
+				if (r->bounce) {
+					memset((char *)r->bounce + at, 0, r->len - at);
+				} else {
+					for (unsigned i = 0; i < r->niov; i++) {
+						if (at >= r->iov[i].iov_len) {
+							at -= (uint32_t)r->iov[i].iov_len;
+							continue;
+						}
+						memset((char *)r->iov[i].iov_base + at, 0,
+						       r->iov[i].iov_len - at);
+						at = 0;
+					}
+				}
+				r->status = 0;
+			} else if (res == 0) {
+				r->status = ZL_BLK_S_ENOSPC;
+			} else {
+				r->done_bytes += (uint32_t)res;
+				rw_prep(sc, r);
+				return;
+			}
+		} else {
+			r->status = 0;
+		}
+		if (r->bounce) {
+			if (r->op == ZL_BLK_OP_READ && r->status == 0) {
+				const char *p = r->bounce;
+				for (unsigned i = 0; i < r->niov; i++) {
+					memcpy(r->iov[i].iov_base, p, r->iov[i].iov_len);
+					p += r->iov[i].iov_len;
+				}
+			}
+			free(r->bounce);
+			r->bounce = NULL;
+		}
+	} else if (res == -EOPNOTSUPP && r->op == ZL_BLK_OP_WRITE_ZEROES) {
+		int e = write_zeroes_slow(r->dev, r->off, r->len);
+		r->status = e ? status_of(e) : 0;
+	} else {
+		r->status = res < 0 ? status_of(res) : 0;
+	}
+	sc_complete(sc, r);
+}
+
+const struct backend_ops backend_file = {
+	.name = "file",
+	.open = file_open,
+	.close = file_close,
+	.submit = file_submit,
+	.cqe = file_cqe,
+};

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The I/O host's configuration: an INI-style file (zerolink-iohost.conf(5)).
+ *
+ *   [iohost]              sidecores, pin, idle_us, balance_ms, control
+ *   [device NAME]         backend, path, size, block_size, direct, readonly,
+ *                         users, groups, queue_depth
+ *
+ * The same "key = value" pairs describe a device added at run time
+ * (`zerolink iohost add NAME key=value ...`).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "iohost.h"
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = 0;
+	return s;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || errno || *s == '-')
+		return -EINVAL;
+	unsigned shift = 0;
+	switch (tolower((unsigned char)*end)) {
+	case 0:
+		break;
+	case 'k':
+		shift = 10;
+		break;
+	case 'm':
+		shift = 20;
+		break;
+	case 'g':
+		shift = 30;
+		break;
+	case 't':
+		shift = 40;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] &&
+	    !(tolower((unsigned char)end[1]) == 'i' && end[2] == 'b' && !end[3]) &&
+	    !(tolower((unsigned char)end[1]) == 'b' && !end[2]))
+		return -EINVAL;
+	if (shift && v > (~0ull >> shift))
+		return -ERANGE;
+	*out = v << shift;
+	return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "on") || !strcmp(s, "1"))
+		*out = true;
+	else if (!strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "off") || !strcmp(s, "0"))
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (end == s || *end || errno || *s == '-' || v < lo || v > hi)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+void devconf_init(struct devconf *d, const char *name)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->backend = BK_FILE;
+	d->block_size = 512;
+	d->direct = -1;
+	d->max_depth = 256;
+}
+
+/* A comma-separated list of users or groups, by name or number. */
+static int parse_ids(const char *val, bool group, uint32_t *ids, unsigned *n, bool *any, char *err,
+		     size_t errlen)
+{
+	char buf[512];
+	snprintf(buf, sizeof(buf), "%s", val);
+	for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t;
+	     t = strtok_r(NULL, ", ", &save)) {
+		if (!strcmp(t, "*")) {
+			*any = true;
+			continue;
+		}
+		uint32_t id;
+		if (parse_u32(t, 0, UINT32_MAX - 1, &id)) {
+			if (group) {
+				struct group *g = getgrnam(t);
+				if (!g) {
+					snprintf(err, errlen, "no such group: %s", t);
+					return -EINVAL;
+				}
+				id = (uint32_t)g->gr_gid;
+			} else {
+				struct passwd *p = getpwnam(t);
+				if (!p) {
+					snprintf(err, errlen, "no such user: %s", t);
+					return -EINVAL;
+				}
+				id = (uint32_t)p->pw_uid;
+			}
+		}
+		if (*n == 8) {
+			snprintf(err, errlen, "at most 8 %s", group ? "groups" : "users");
+			return -EINVAL;
+		}
+		ids[(*n)++] = id;
+	}
+	return 0;
+}
+
+int devconf_set(struct devconf *d, const char *key, const char *val, char *err, size_t errlen)
+{
+	int r = 0;
+	if (!strcmp(key, "backend")) {
+		if (!strcmp(val, "null"))
+			d->backend = BK_NULL;
+		else if (!strcmp(val, "ram"))
+			d->backend = BK_RAM;
+		else if (!strcmp(val, "file"))
+			d->backend = BK_FILE;
+		else
+			r = -EINVAL;
+	} else if (!strcmp(key, "path")) {
+		if (strlen(val) >= sizeof(d->path))
+			r = -ENAMETOOLONG;
+		else
+			snprintf(d->path, sizeof(d->path), "%s", val);
+	} else if (!strcmp(key, "size")) {
+		r = parse_size(val, &d->size);
+	} else if (!strcmp(key, "block_size")) {
+		r = parse_u32(val, 512, 4096, &d->block_size);
+		if (!r && d->block_size != 512 && d->block_size != 4096)
+			r = -EINVAL;
+	} else if (!strcmp(key, "direct")) {
+		bool b;
+		if (!strcmp(val, "auto"))
+			d->direct = -1;
+		else if (!(r = parse_bool(val, &b)))
+			d->direct = b;
+	} else if (!strcmp(key, "readonly")) {
+		r = parse_bool(val, &d->readonly);
+	} else if (!strcmp(key, "users")) {
+		return parse_ids(val, false, d->uids, &d->nuids, &d->any_user, err, errlen);
+	} else if (!strcmp(key, "groups")) {
+		return parse_ids(val, true, d->gids, &d->ngids, &d->any_user, err, errlen);
+	} else if (!strcmp(key, "queue_depth")) {
+		r = parse_u32(val, 1, 1024, &d->max_depth);
+	} else {
+		snprintf(err, errlen, "unknown device key '%s'", key);
+		return -EINVAL;
+	}
+	if (r)
+		snprintf(err, errlen, "bad value for %s: '%s'", key, val);
+	return r;
+}
+
+int devconf_check(const struct devconf *d, char *err, size_t errlen)
+{
+	if (!d->name[0]) {
+		snprintf(err, errlen, "device without a name");
+		return -EINVAL;
+	}
+	for (const char *p = d->name; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.') {
+			snprintf(err, errlen,
+				 "device name '%s': use letters, digits, '_', '-', '.'", d->name);
+			return -EINVAL;
+		}
+	if (strlen(d->name) + sizeof(ZL_BLK_SERVICE_PREFIX) > 64) {
+		snprintf(err, errlen, "device name '%s' is too long", d->name);
+		return -EINVAL;
+	}
+	if (d->backend == BK_FILE && !d->path[0]) {
+		snprintf(err, errlen, "device %s: backend file needs a path", d->name);
+		return -EINVAL;
+	}
+	if (d->backend != BK_FILE && d->size == 0) {
+		snprintf(err, errlen, "device %s: backend %s needs a size", d->name,
+			 d->backend == BK_RAM ? "ram" : "null");
+		return -EINVAL;
+	}
+	if (d->size % d->block_size) {
+		snprintf(err, errlen, "device %s: size is not a multiple of block_size %u", d->name,
+			 d->block_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A list of cores, one sidecore on each: "1", "0,1", "2-3"; or "auto":
+ * one sidecore on the last core. */
+static int parse_cpus(const char *val, struct hostconf *c)
+{
+	c->nsidecores = 0;
+	if (!strcmp(val, "auto")) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c->cpus[c->nsidecores++] = n > 1 ? (int)n - 1 : 0;
+		return 0;
+	}
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", val);
+	for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t;
+	     t = strtok_r(NULL, ", ", &save)) {
+		uint32_t a, b;
+		char *dash = strchr(t, '-');
+		if (dash) {
+			*dash = 0;
+			if (parse_u32(t, 0, 4095, &a) || parse_u32(dash + 1, 0, 4095, &b) || b < a)
+				return -EINVAL;
+		} else if (parse_u32(t, 0, 4095, &a)) {
+			return -EINVAL;
+		} else {
+			b = a;
+		}
+		for (uint32_t k = a; k <= b; k++) {
+			if (c->nsidecores == IOH_MAX_SIDECORES)
+				return -EINVAL;
+			c->cpus[c->nsidecores++] = (int)k;
+		}
+	}
+	return c->nsidecores ? 0 : -EINVAL;
+}
+
+int conf_set_sidecores(struct hostconf *c, const char *val)
+{
+	return parse_cpus(val, c);
+}
+
+void conf_free(struct hostconf *c)
+{
+	free(c->devs);
+	c->devs = NULL;
+	c->ndevs = 0;
+}
+
+int conf_load(const char *path, struct hostconf *c, char *err, size_t errlen)
+{
+	memset(c, 0, sizeof(*c));
+	parse_cpus("auto", c);
+	c->idle_us = 200;
+	c->balance_ms = 100;
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	char line[1024], e2[200];
+	unsigned ln = 0;
+	enum { S_NONE, S_HOST, S_DEV } sec = S_NONE;
+	int r = 0;
+	while (fgets(line, sizeof(line), f)) {
+		ln++;
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = 0;
+		char *s = trim(line);
+		if (!*s)
+			continue;
+		if (*s == '[') {
+			char *e = strchr(s, ']');
+			if (!e || e[1]) {
+				snprintf(err, errlen, "%s:%u: bad section header", path, ln);
+				r = -EINVAL;
+				break;
+			}
+			*e = 0;
+			char *name = trim(s + 1);
+			if (!strcmp(name, "iohost")) {
+				sec = S_HOST;
+			} else if (!strncmp(name, "device", 6) && isspace((unsigned char)name[6])) {
+				char *dn = trim(name + 6);
+				for (unsigned i = 0; i < c->ndevs; i++)
+					if (!strcmp(c->devs[i].name, dn)) {
+						snprintf(err, errlen,
+							 "%s:%u: device %s defined twice", path, ln,
+							 dn);
+						r = -EINVAL;
+						goto out;
+					}
+				struct devconf *nd = realloc(c->devs, (c->ndevs + 1) * sizeof(*nd));
+				if (!nd) {
+					r = -ENOMEM;
+					break;
+				}
+				c->devs = nd;
+				devconf_init(&c->devs[c->ndevs++], dn);
+				if (strlen(dn) >= IOH_NAME_MAX) {
+					snprintf(err, errlen, "%s:%u: device name too long", path,
+						 ln);
+					r = -EINVAL;
+					break;
+				}
+				sec = S_DEV;
+			} else {
+				snprintf(err, errlen, "%s:%u: unknown section [%s]", path, ln,
+					 name);
+				r = -EINVAL;
+				break;
+			}
+			continue;
+		}
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			snprintf(err, errlen, "%s:%u: expected key = value", path, ln);
+			r = -EINVAL;
+			break;
+		}
+		*eq = 0;
+		char *key = trim(s), *val = trim(eq + 1);
+		if (sec == S_HOST) {
+			bool b;
+			if (!strcmp(key, "sidecores"))
+				r = parse_cpus(val, c);
+			else if (!strcmp(key, "pin")) {
+				if (!(r = parse_bool(val, &b)))
+					c->nopin = !b;
+			} else if (!strcmp(key, "idle_us"))
+				r = parse_u32(val, 0, 10000000, &c->idle_us);
+			else if (!strcmp(key, "balance_ms"))
+				r = parse_u32(val, 0, 600000, &c->balance_ms);
+			else if (!strcmp(key, "control")) {
+				if (strlen(val) >= sizeof(c->control))
+					r = -ENAMETOOLONG;
+				else
+					snprintf(c->control, sizeof(c->control), "%s", val);
+			} else {
+				snprintf(err, errlen, "%s:%u: unknown key '%s' in [iohost]", path,
+					 ln, key);
+				r = -EINVAL;
+				break;
+			}
+			if (r) {
+				snprintf(err, errlen, "%s:%u: bad value for %s: '%s'", path, ln,
+					 key, val);
+				break;
+			}
+		} else if (sec == S_DEV) {
+			if ((r = devconf_set(&c->devs[c->ndevs - 1], key, val, e2, sizeof(e2)))) {
+				snprintf(err, errlen, "%s:%u: %s", path, ln, e2);
+				break;
+			}
+		} else {
+			snprintf(err, errlen, "%s:%u: key outside a section", path, ln);
+			r = -EINVAL;
+			break;
+		}
+	}
+	if (!r)
+		for (unsigned i = 0; i < c->ndevs; i++)
+			if ((r = devconf_check(&c->devs[i], e2, sizeof(e2)))) {
+				snprintf(err, errlen, "%s: %s", path, e2);
+				break;
+			}
+out:
+	fclose(f);
+	if (r)
+		conf_free(c);
+	return r;
+}

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control socket: one command line per connection, the answer, then the
+ * connection closes. The first line of an answer is "ok" or "error: ...".
+ *
+ *   ping                         ok
+ *   ls                           sidecores, devices and queues
+ *   prom                         the same counters as Prometheus text
+ *   add NAME key=value ...       a device, as a [device NAME] section
+ *   rm NAME                      remove a device (its queues close)
+ *   move QUEUE SIDECORE          move a queue (when it is idle)
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "../lib/barrier.h"
+#include "iohost.h"
+
+struct out {
+	char *buf;
+	size_t len, cap;
+};
+
+static void outf(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	for (;;) {
+		va_start(ap, fmt);
+		int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if ((size_t)n < o->cap - o->len) {
+			o->len += (size_t)n;
+			return;
+		}
+		size_t cap = o->cap ? o->cap * 2 : 4096;
+		while (cap - o->len <= (size_t)n)
+			cap *= 2;
+		char *b = realloc(o->buf, cap);
+		if (!b)
+			return;
+		o->buf = b;
+		o->cap = cap;
+	}
+}
+
+static const char *backend_name(const struct device *d)
+{
+	return d->be->name;
+}
+
+static const char *op_names[] = {"", "read", "write", "flush", "discard", "write_zeroes"};
+
+static void cmd_ls(struct out *o)
+{
+	outf(o, "ok\n");
+	outf(o, "sidecores\n  %-4s %-4s %-7s %-9s %6s %12s %8s\n", "id", "cpu", "queues", "state",
+	     "busy%", "requests", "sleeps");
+	for (unsigned i = 0; i < ioh->nsc; i++) {
+		struct sidecore *s = &ioh->sc[i];
+		uint64_t b = zl_read_once(&s->busy_ns), t = zl_read_once(&s->total_ns);
+		outf(o, "  %-4u %-4d %-7u %-9s %6.1f %12llu %8llu\n", i, s->cpu,
+		     zl_read_once(&s->nqueues), zl_read_once(&s->sleeping) ? "sleeping" : "polling",
+		     t ? 100.0 * (double)b / (double)t : 0.0,
+		     (unsigned long long)zl_read_once(&s->reqs),
+		     (unsigned long long)zl_read_once(&s->sleeps));
+	}
+	pthread_mutex_lock(&ioh->lock);
+	outf(o, "devices\n  %-16s %-7s %14s %5s %-10s %10s %10s %14s %14s %8s\n", "name", "backend",
+	     "bytes", "bsize", "flags", "reads", "writes", "read_bytes", "written_bytes", "errors");
+	for (struct device *d = ioh->devs; d; d = d->next) {
+		char fl[16] = "";
+		if (d->flags & ZL_BLK_INFO_RO)
+			strcat(fl, "ro,");
+		if (d->direct)
+			strcat(fl, "direct,");
+		if (!fl[0])
+			strcat(fl, "-,");
+		fl[strlen(fl) - 1] = 0;
+		outf(o, "  %-16s %-7s %14llu %5u %-10s %10llu %10llu %14llu %14llu %8llu\n",
+		     d->conf.name, backend_name(d), (unsigned long long)d->size, d->conf.block_size,
+		     fl, (unsigned long long)zl_read_once(&d->st.ops[ZL_BLK_OP_READ]),
+		     (unsigned long long)zl_read_once(&d->st.ops[ZL_BLK_OP_WRITE]),
+		     (unsigned long long)zl_read_once(&d->st.bytes_read),
+		     (unsigned long long)zl_read_once(&d->st.bytes_written),
+		     (unsigned long long)zl_read_once(&d->st.errors));
+	}
+	outf(o, "queues\n  %-8s %-16s %8s %6s %-8s %6s %12s %14s\n", "id", "device", "pid", "uid",
+	     "sidecore", "depth", "requests", "bytes");
+	for (struct bq *q = ioh->queues; q; q = q->next_all) {
+		struct sidecore *s = zl_read_once(&q->sc);
+		outf(o, "  %-8llu %-16s %8u %6u %-8u %6u %12llu %14llu\n",
+		     (unsigned long long)q->id, q->dev->conf.name, q->pid, q->uid, s ? s->idx : 0,
+		     q->depth, (unsigned long long)zl_read_once(&q->reqs_done),
+		     (unsigned long long)zl_read_once(&q->bytes));
+	}
+	pthread_mutex_unlock(&ioh->lock);
+}
+
+static void cmd_prom(struct out *o)
+{
+	outf(o, "ok\n");
+	outf(o,
+	     "# HELP zerolink_iohost_requests_total Requests completed by a device, by operation.\n"
+	     "# TYPE zerolink_iohost_requests_total counter\n");
+	pthread_mutex_lock(&ioh->lock);
+	for (struct device *d = ioh->devs; d; d = d->next)
+		for (unsigned op = 1; op <= ZL_BLK_OP_WRITE_ZEROES; op++)
+			outf(o, "zerolink_iohost_requests_total{device=\"%s\",op=\"%s\"} %llu\n",
+			     d->conf.name, op_names[op],
+			     (unsigned long long)zl_read_once(&d->st.ops[op]));
+	outf(o, "# HELP zerolink_iohost_bytes_total Bytes moved by a device.\n"
+		"# TYPE zerolink_iohost_bytes_total counter\n");
+	for (struct device *d = ioh->devs; d; d = d->next) {
+		outf(o, "zerolink_iohost_bytes_total{device=\"%s\",dir=\"read\"} %llu\n",
+		     d->conf.name, (unsigned long long)zl_read_once(&d->st.bytes_read));
+		outf(o, "zerolink_iohost_bytes_total{device=\"%s\",dir=\"write\"} %llu\n",
+		     d->conf.name, (unsigned long long)zl_read_once(&d->st.bytes_written));
+	}
+	outf(o, "# HELP zerolink_iohost_errors_total Requests that completed with an error.\n"
+		"# TYPE zerolink_iohost_errors_total counter\n");
+	for (struct device *d = ioh->devs; d; d = d->next)
+		outf(o, "zerolink_iohost_errors_total{device=\"%s\"} %llu\n", d->conf.name,
+		     (unsigned long long)zl_read_once(&d->st.errors));
+	outf(o, "# HELP zerolink_iohost_queues Queues open on a device.\n"
+		"# TYPE zerolink_iohost_queues gauge\n");
+	for (struct device *d = ioh->devs; d; d = d->next) {
+		unsigned n = 0;
+		for (struct bq *q = ioh->queues; q; q = q->next_all)
+			n += q->dev == d;
+		outf(o, "zerolink_iohost_queues{device=\"%s\"} %u\n", d->conf.name, n);
+	}
+	pthread_mutex_unlock(&ioh->lock);
+	outf(o, "# HELP zerolink_iohost_sidecore_busy_seconds_total Time a sidecore spent on "
+		"rounds that found work.\n"
+		"# TYPE zerolink_iohost_sidecore_busy_seconds_total counter\n");
+	for (unsigned i = 0; i < ioh->nsc; i++)
+		outf(o, "zerolink_iohost_sidecore_busy_seconds_total{sidecore=\"%u\"} %.6f\n", i,
+		     (double)zl_read_once(&ioh->sc[i].busy_ns) / 1e9);
+	outf(o, "# HELP zerolink_iohost_sidecore_sleeps_total Times a sidecore went to sleep.\n"
+		"# TYPE zerolink_iohost_sidecore_sleeps_total counter\n");
+	for (unsigned i = 0; i < ioh->nsc; i++)
+		outf(o, "zerolink_iohost_sidecore_sleeps_total{sidecore=\"%u\"} %llu\n", i,
+		     (unsigned long long)zl_read_once(&ioh->sc[i].sleeps));
+}
+
+static void cmd_add(struct out *o, char *args)
+{
+	char *save = NULL, *name = strtok_r(args, " \t", &save);
+	char err[256];
+	if (!name) {
+		outf(o, "error: usage: add NAME key=value ...\n");
+		return;
+	}
+	if (strlen(name) >= IOH_NAME_MAX) {
+		outf(o, "error: device name too long\n");
+		return;
+	}
+	struct devconf d;
+	devconf_init(&d, name);
+	for (char *t = strtok_r(NULL, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
+		char *eq = strchr(t, '=');
+		if (!eq) {
+			outf(o, "error: expected key=value, got '%s'\n", t);
+			return;
+		}
+		*eq = 0;
+		if (devconf_set(&d, t, eq + 1, err, sizeof(err))) {
+			outf(o, "error: %s\n", err);
+			return;
+		}
+	}
+	if (ioh_add_device(&d, err, sizeof(err)))
+		outf(o, "error: %s\n", err);
+	else
+		outf(o, "ok\n");
+}
+
+static void cmd_move(struct out *o, char *args)
+{
+	unsigned long long qid;
+	unsigned sc;
+	if (sscanf(args, "%llu %u", &qid, &sc) != 2 || sc >= ioh->nsc) {
+		outf(o, "error: usage: move QUEUE SIDECORE (0..%u)\n", ioh->nsc - 1);
+		return;
+	}
+	pthread_mutex_lock(&ioh->lock);
+	struct bq *q = ioh->queues;
+	while (q && q->id != qid)
+		q = q->next_all;
+	if (q)
+		zl_write_once(&q->move_to, &ioh->sc[sc]);
+	pthread_mutex_unlock(&ioh->lock);
+	if (!q) {
+		outf(o, "error: no queue %llu\n", qid);
+		return;
+	}
+	/* a sleeping sidecore must wake up to move it */
+	for (unsigned i = 0; i < ioh->nsc; i++)
+		sc_post(&ioh->sc[i], SC_WAKE, NULL);
+	outf(o, "ok\n");
+}
+
+void ctl_serve(int fd)
+{
+	/* a client that does not say anything does not hold the host up */
+	struct timeval tv = {.tv_sec = 2};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	char line[2048];
+	size_t n = 0;
+	while (n < sizeof(line) - 1) {
+		ssize_t r = read(fd, line + n, sizeof(line) - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (memchr(line, '\n', n))
+			break;
+	}
+	line[n] = 0;
+	char *nl = strchr(line, '\n');
+	if (nl)
+		*nl = 0;
+	struct out o = {0};
+	char *sp = strchr(line, ' ');
+	char *args = sp ? sp + 1 : line + strlen(line);
+	if (sp)
+		*sp = 0;
+	char err[256];
+	if (!strcmp(line, "ping"))
+		outf(&o, "ok\n");
+	else if (!strcmp(line, "ls"))
+		cmd_ls(&o);
+	else if (!strcmp(line, "prom"))
+		cmd_prom(&o);
+	else if (!strcmp(line, "add"))
+		cmd_add(&o, args);
+	else if (!strcmp(line, "rm")) {
+		if (ioh_remove_device(args, err, sizeof(err)))
+			outf(&o, "error: %s\n", err);
+		else
+			outf(&o, "ok\n");
+	} else if (!strcmp(line, "move"))
+		cmd_move(&o, args);
+	else
+		outf(&o, "error: unknown command '%s' (ping, ls, prom, add, rm, move)\n", line);
+	for (size_t off = 0; off < o.len;) {
+		ssize_t w = write(fd, o.buf + off, o.len - off);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	free(o.buf);
+}

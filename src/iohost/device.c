@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Devices: what a request is checked against, and the path it takes from a
+ * front-end to the backend and back.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/barrier.h"
+#include "iohost.h"
+
+int dev_create(const struct devconf *c, struct device **out, char *err, size_t errlen)
+{
+	int r = devconf_check(c, err, errlen);
+	if (r)
+		return r;
+	struct device *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->conf = *c;
+	d->fd = -1;
+	d->refs = 1;
+	d->max_io = ZL_BLK_MAX_IO;
+	d->be = c->backend == BK_NULL  ? &backend_null
+		: c->backend == BK_RAM ? &backend_ram
+				       : &backend_file;
+	if ((r = d->be->open(d, err, errlen))) {
+		free(d);
+		return r;
+	}
+	if (c->readonly)
+		d->flags |= ZL_BLK_INFO_RO;
+	*out = d;
+	return 0;
+}
+
+void dev_get(struct device *d)
+{
+	__atomic_fetch_add(&d->refs, 1, __ATOMIC_RELAXED);
+}
+
+void dev_put(struct device *d)
+{
+	if (!d)
+		return;
+	/* A_rel: everything a queue did with the device happens before the
+	 * last reference frees it. */
+	if (__atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	d->be->close(d);
+	free(d);
+}
+
+int dev_check(const struct device *d, const struct ioreq *r)
+{
+	uint64_t bs = d->conf.block_size;
+	switch (r->op) {
+	case ZL_BLK_OP_READ:
+	case ZL_BLK_OP_WRITE:
+		if (r->len == 0 || r->len > d->max_io || r->len % bs || r->off % bs)
+			return ZL_BLK_S_EINVAL;
+		if (r->flags & ~(r->op == ZL_BLK_OP_WRITE ? ZL_BLK_F_FUA : 0u))
+			return ZL_BLK_S_EINVAL;
+		if (r->op == ZL_BLK_OP_WRITE && (d->flags & ZL_BLK_INFO_RO))
+			return ZL_BLK_S_EROFS;
+		break;
+	case ZL_BLK_OP_FLUSH:
+		if (r->len || r->off || r->flags)
+			return ZL_BLK_S_EINVAL;
+		return 0;
+	case ZL_BLK_OP_DISCARD:
+	case ZL_BLK_OP_WRITE_ZEROES:
+		if (r->len == 0 || r->len % bs || r->off % bs)
+			return ZL_BLK_S_EINVAL;
+		if (r->flags & ~(r->op == ZL_BLK_OP_DISCARD ? 0u : (unsigned)ZL_BLK_F_ALL))
+			return ZL_BLK_S_EINVAL;
+		if (d->flags & ZL_BLK_INFO_RO)
+			return ZL_BLK_S_EROFS;
+		if (!(d->flags & (r->op == ZL_BLK_OP_DISCARD ? ZL_BLK_INFO_DISCARD
+							     : ZL_BLK_INFO_WRITE_ZEROES)))
+			return ZL_BLK_S_EOPNOTSUPP;
+		break;
+	default:
+		return ZL_BLK_S_EINVAL;
+	}
+	if (r->off > d->size || r->len > d->size - r->off)
+		return ZL_BLK_S_ERANGE;
+	return 0;
+}
+
+void dev_submit(struct sidecore *sc, struct ioreq *r)
+{
+	r->sc = sc;
+	r->done_bytes = 0;
+	r->bounce = NULL;
+	r->t_start = ioh_now_ns();
+	r->dev->be->submit(sc, r);
+}
+
+/* Called by sc_complete() before the front-end sees the result. */
+void dev_account(struct ioreq *r)
+{
+	struct dev_stats *st = &r->dev->st;
+	if (r->op <= ZL_BLK_OP_WRITE_ZEROES)
+		__atomic_fetch_add(&st->ops[r->op], 1, __ATOMIC_RELAXED);
+	if (r->status) {
+		__atomic_fetch_add(&st->errors, 1, __ATOMIC_RELAXED);
+	} else if (r->op == ZL_BLK_OP_READ) {
+		__atomic_fetch_add(&st->bytes_read, r->len, __ATOMIC_RELAXED);
+	} else if (r->op == ZL_BLK_OP_WRITE) {
+		__atomic_fetch_add(&st->bytes_written, r->len, __ATOMIC_RELAXED);
+	}
+}

@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The I/O host (zerolink-iohost): internal interfaces between its parts.
+ *
+ *   config.c       the configuration file and run-time device/tenant specs
+ *   device.c       devices: checks, the request path, completion
+ *   backend_*.c    where the I/O happens (null, ram, file through io_uring)
+ *   sidecore.c     the polling threads
+ *   queue.c        the zerolink block-queue front-end
+ *   ctl.c          the control socket (`zerolink iohost ...`)
+ *   main.c         start-up, the control thread, the balancer
+ *
+ * A request travels: front-end -> dev_submit() -> backend -> sc_complete()
+ * -> the front-end's done(). No front-end code runs below dev_submit(), so
+ * other front-ends (NBD, virtio) use the same path.
+ */
+#ifndef ZL_IOHOST_H
+#define ZL_IOHOST_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <liburing.h>
+
+#include <zerolink/abi/blk.h>
+#include <zerolink/zerolink.h>
+
+#define IOH_NAME_MAX 48
+#define IOH_MAX_SIDECORES 64
+#define IOH_MAX_SEGS 16
+
+struct device;
+struct sidecore;
+struct ioreq;
+struct bq;
+
+/* ---- configuration (config.c) ---- */
+
+enum backend_kind { BK_NULL, BK_RAM, BK_FILE };
+
+struct devconf {
+	char name[IOH_NAME_MAX];
+	enum backend_kind backend;
+	char path[256];
+	uint64_t size; /* bytes; 0: the file's size */
+	uint32_t block_size;
+	int direct; /* -1 auto, 0 no, 1 yes */
+	bool readonly;
+	bool any_user;
+	uint32_t uids[8], gids[8];
+	unsigned nuids, ngids;
+	uint32_t max_depth; /* per queue */
+};
+
+struct hostconf {
+	int cpus[IOH_MAX_SIDECORES];
+	unsigned nsidecores;
+	bool nopin; /* threads are not pinned to their cores */
+	uint32_t idle_us;
+	uint32_t balance_ms;
+	char control[108];
+	struct devconf *devs;
+	unsigned ndevs;
+};
+
+/* Parse a configuration file into c (zeroed first). On error, err holds
+ * "file:line: what". */
+int conf_load(const char *path, struct hostconf *c, char *err, size_t errlen);
+void conf_free(struct hostconf *c);
+/* "0,1", "2-3" or "auto". */
+int conf_set_sidecores(struct hostconf *c, const char *val);
+/* Defaults of a device section. */
+void devconf_init(struct devconf *d, const char *name);
+/* Apply one "key = value" of a device section. */
+int devconf_set(struct devconf *d, const char *key, const char *val, char *err, size_t errlen);
+/* Check a complete device spec. */
+int devconf_check(const struct devconf *d, char *err, size_t errlen);
+/* "1G", "512k", "4096" -> bytes. */
+int parse_size(const char *s, uint64_t *out);
+
+/* ---- requests ---- */
+
+struct ioreq {
+	uint8_t op;
+	uint16_t flags;
+	uint64_t off;
+	uint32_t len;
+	uint64_t tag;                   /* the front-end's request id */
+	struct iovec iov[IOH_MAX_SEGS]; /* write: the data; read: where it goes */
+	unsigned niov;
+	struct iovec riov[IOH_MAX_SEGS]; /* what is left of iov, as submitted */
+	int32_t status;
+	uint32_t done_bytes; /* a short transfer is resumed from here */
+	void *bounce;        /* aligned copy for O_DIRECT, or NULL */
+	uint64_t t_start;
+	struct device *dev;
+	struct sidecore *sc;
+	void (*done)(struct ioreq *r); /* the front-end's completion */
+	void *owner;                   /* front-end's */
+	unsigned fe_flags;             /* front-end's */
+	struct ioreq *next;
+};
+
+/* ---- backends (backend_*.c) ---- */
+
+struct backend_ops {
+	const char *name;
+	int (*open)(struct device *d, char *err, size_t errlen);
+	void (*close)(struct device *d);
+	/* Start r on sidecore sc; it completes through sc_complete(). */
+	void (*submit)(struct sidecore *sc, struct ioreq *r);
+	/* An io_uring completion of r (backends that use the ring). */
+	void (*cqe)(struct sidecore *sc, struct ioreq *r, int res);
+};
+
+extern const struct backend_ops backend_null, backend_ram, backend_file;
+
+/* ---- devices (device.c) ---- */
+
+struct dev_stats {
+	uint64_t ops[6]; /* by op: read, write, flush, discard, write-zeroes */
+	uint64_t bytes_read, bytes_written;
+	uint64_t errors;
+};
+
+struct device {
+	struct devconf conf;
+	const struct backend_ops *be;
+	uint64_t size;
+	uint32_t flags;  /* ZL_BLK_INFO_* */
+	uint32_t max_io; /* bytes */
+	/* backend state */
+	int fd;
+	bool direct;
+	uint32_t dio_align; /* memory alignment O_DIRECT needs */
+	char *ram;
+	/* life */
+	int refs;      /* atomic: the registry and every queue */
+	bool removing; /* atomic: no new queues; queues close when idle */
+	struct zl_listener *lis;
+	void *tag;           /* the control thread's epoll tag of lis */
+	struct dev_stats st; /* atomic adds */
+	struct device *next;
+};
+
+int dev_create(const struct devconf *c, struct device **out, char *err, size_t errlen);
+void dev_get(struct device *d);
+void dev_put(struct device *d);
+/* Check r against the device (op, flags, alignment, range): 0 or a status. */
+int dev_check(const struct device *d, const struct ioreq *r);
+/* Start a checked request. */
+void dev_submit(struct sidecore *sc, struct ioreq *r);
+/* Count a finished request in the device's statistics. */
+void dev_account(struct ioreq *r);
+
+/* ---- sidecores (sidecore.c) ---- */
+
+enum sc_cmd_kind { SC_ADOPT, SC_STOP, SC_WAKE };
+
+struct sc_cmd {
+	enum sc_cmd_kind kind;
+	struct bq *q;
+	struct sc_cmd *next;
+};
+
+struct sidecore {
+	unsigned idx;
+	int cpu;
+	pthread_t th;
+	struct io_uring ring;
+	bool ring_ok;
+	int ring_efd;
+	unsigned sq_pending; /* prepared, not yet submitted */
+	unsigned uring_inflight;
+	int ep;        /* where it sleeps */
+	int inbox_efd; /* commands wake it */
+	pthread_mutex_t inbox_lock;
+	struct sc_cmd *inbox;
+	struct bq **queues;
+	unsigned nq, capq;
+	struct ioreq *done_head, *done_tail;
+	uint32_t idle_ns;
+	/* seen by the control thread (atomic) */
+	uint64_t busy_ns, total_ns;
+	uint64_t reqs;
+	uint32_t nqueues;
+	uint32_t sleeping;
+	uint64_t sleeps, wakeups;
+};
+
+int sc_start(struct sidecore *sc, unsigned idx, int cpu, uint32_t idle_us);
+void sc_stop(struct sidecore *sc);
+/* Hand a queue to a sidecore (any thread). */
+void sc_post(struct sidecore *sc, enum sc_cmd_kind kind, struct bq *q);
+/* A request finished on sc (sidecore thread). */
+void sc_complete(struct sidecore *sc, struct ioreq *r);
+/* An io_uring entry for the sidecore's ring, submitting if it is full. */
+struct io_uring_sqe *sc_sqe(struct sidecore *sc);
+
+/* ---- block queues (queue.c) ---- */
+
+struct bq {
+	struct zl_chan *ch;
+	struct device *dev;
+	struct sidecore *sc;
+	uint32_t pid, uid, gid;
+	uint64_t id;
+	uint32_t depth;
+	uint32_t inflight; /* ioreqs taken */
+	struct ioreq *reqs;
+	struct zl_msg *msgs; /* request messages held while their I/O runs */
+	uint32_t *free_stack;
+	uint32_t nfree;
+	struct ioreq *backlog, *backlog_tail; /* replies waiting for lane space */
+	struct ioreq *stalled, *stalled_tail; /* reads waiting for a buffer */
+	struct zl_pool *pool;                 /* read buffers lent to the client */
+	struct zl_buf *rbuf;                  /* per ioreq: its read buffer */
+	bool hello_done;
+	bool dead;
+	int err;
+	struct sidecore *move_to; /* the balancer asked for a move */
+	/* seen by the control thread (atomic) */
+	uint64_t reqs_done, bytes;
+	uint64_t load_mark, load_delta; /* the balancer's */
+	struct bq *next_all;            /* registry (main.c), under the registry lock */
+};
+
+struct bq *bq_new(struct zl_chan *ch, struct device *d);
+/* Serve the queue once: take requests, start them. Returns requests taken,
+ * or -1 when the queue is finished and may be freed. */
+int bq_poll(struct bq *q);
+/* Arm for sleep: 1 work is pending, 0 armed. */
+int bq_arm(struct bq *q);
+int bq_fd(const struct bq *q);
+bool bq_idle(const struct bq *q);
+void bq_free(struct bq *q);
+
+/* ---- the registry and the control thread (main.c, ctl.c) ---- */
+
+struct iohost {
+	struct hostconf conf;
+	struct zl_ctx *ctx;
+	struct sidecore sc[IOH_MAX_SIDECORES];
+	unsigned nsc;
+	pthread_mutex_t lock; /* devices and queues lists */
+	struct device *devs;
+	struct bq *queues;
+	uint64_t next_qid;
+	int ctl_fd;
+	int ep;
+	uint64_t started_ns;
+};
+
+extern struct iohost *ioh;
+
+int ioh_add_device(const struct devconf *c, char *err, size_t errlen);
+int ioh_remove_device(const char *name, char *err, size_t errlen);
+void ioh_queue_gone(struct bq *q);
+/* Handle one control connection (ctl.c). */
+void ctl_serve(int fd);
+
+uint64_t ioh_now_ns(void);
+
+#endif

@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sidecores: threads pinned to cores that poll the queues they own, run
+ * the requests, and send the replies, without a system call while there is
+ * work (but io_uring's submission, once per round when a file backend has
+ * something to start).
+ *
+ * A round: take the commands of the inbox (queues to adopt); serve every
+ * queue (bq_poll: requests in, started); submit the ring; reap its
+ * completions; hand finished requests to their front-ends (replies out).
+ * After idle_us without work the sidecore arms every queue's channel (the
+ * clients then kick its descriptor), and sleeps in epoll on those, on the
+ * inbox's eventfd and on the ring's eventfd (asynchronous completions
+ * only); the first event brings it back to polling.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../lib/barrier.h"
+#include "iohost.h"
+
+#define SC_RING_ENTRIES 512u
+#define SC_CQE_BURST 64u
+
+uint64_t ioh_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void sc_complete(struct sidecore *sc, struct ioreq *r)
+{
+	r->next = NULL;
+	if (sc->done_tail)
+		sc->done_tail->next = r;
+	else
+		sc->done_head = r;
+	sc->done_tail = r;
+}
+
+struct io_uring_sqe *sc_sqe(struct sidecore *sc)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&sc->ring);
+	while (!sqe) {
+		/* the submission ring is full: hand it to the kernel */
+		io_uring_submit(&sc->ring);
+		sc->sq_pending = 0;
+		sqe = io_uring_get_sqe(&sc->ring);
+	}
+	sc->sq_pending++;
+	sc->uring_inflight++;
+	return sqe;
+}
+
+void sc_post(struct sidecore *sc, enum sc_cmd_kind kind, struct bq *q)
+{
+	struct sc_cmd *c = calloc(1, sizeof(*c));
+	if (!c)
+		abort(); /* a few bytes; nothing sensible to do without them */
+	c->kind = kind;
+	c->q = q;
+	pthread_mutex_lock(&sc->inbox_lock);
+	struct sc_cmd **pp = &sc->inbox;
+	while (*pp)
+		pp = &(*pp)->next;
+	/* the sidecore peeks at the inbox head without the lock */
+	__atomic_store_n(pp, c, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&sc->inbox_lock);
+	uint64_t one = 1;
+	ssize_t w = write(sc->inbox_efd, &one, sizeof(one));
+	(void)w; /* EAGAIN: the counter is full, the sidecore wakes anyway */
+}
+
+static void sc_add(struct sidecore *sc, struct bq *q)
+{
+	if (sc->nq == sc->capq) {
+		unsigned cap = sc->capq ? sc->capq * 2 : 16;
+		struct bq **n = realloc(sc->queues, cap * sizeof(*n));
+		if (!n)
+			abort();
+		sc->queues = n;
+		sc->capq = cap;
+	}
+	sc->queues[sc->nq++] = q;
+	zl_write_once(&q->sc, sc);
+	q->move_to = NULL;
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = q};
+	epoll_ctl(sc->ep, EPOLL_CTL_ADD, bq_fd(q), &ev);
+	zl_write_once(&sc->nqueues, sc->nq);
+}
+
+static void sc_del(struct sidecore *sc, unsigned i)
+{
+	struct bq *q = sc->queues[i];
+	epoll_ctl(sc->ep, EPOLL_CTL_DEL, bq_fd(q), NULL);
+	sc->queues[i] = sc->queues[--sc->nq];
+	zl_write_once(&sc->nqueues, sc->nq);
+}
+
+/* Returns false when told to stop. */
+static bool sc_inbox(struct sidecore *sc)
+{
+	pthread_mutex_lock(&sc->inbox_lock);
+	struct sc_cmd *c = sc->inbox;
+	__atomic_store_n(&sc->inbox, NULL, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&sc->inbox_lock);
+	bool run = true;
+	while (c) {
+		struct sc_cmd *n = c->next;
+		if (c->kind == SC_ADOPT)
+			sc_add(sc, c->q);
+		else if (c->kind == SC_STOP)
+			run = false;
+		free(c);
+		c = n;
+	}
+	return run;
+}
+
+static unsigned sc_reap(struct sidecore *sc)
+{
+	struct io_uring_cqe *cqes[SC_CQE_BURST];
+	unsigned n = io_uring_peek_batch_cqe(&sc->ring, cqes, SC_CQE_BURST);
+	for (unsigned i = 0; i < n; i++) {
+		struct ioreq *r = io_uring_cqe_get_data(cqes[i]);
+		int res = cqes[i]->res;
+		sc->uring_inflight--;
+		r->dev->be->cqe(sc, r, res);
+	}
+	if (n)
+		io_uring_cq_advance(&sc->ring, n);
+	return n;
+}
+
+static unsigned sc_finish(struct sidecore *sc)
+{
+	unsigned n = 0;
+	while (sc->done_head) {
+		struct ioreq *r = sc->done_head;
+		sc->done_head = r->next;
+		if (!sc->done_head)
+			sc->done_tail = NULL;
+		dev_account(r);
+		r->done(r);
+		n++;
+	}
+	return n;
+}
+
+static void drain_efd(int fd)
+{
+	uint64_t v;
+	ssize_t r = read(fd, &v, sizeof(v));
+	(void)r;
+}
+
+/* Arm everything and sleep until an event. */
+static void sc_sleep(struct sidecore *sc)
+{
+	zl_write_once(&sc->sleeping, 1);
+	bool work = false;
+	for (unsigned i = 0; i < sc->nq && !work; i++)
+		if (bq_arm(sc->queues[i]))
+			work = true;
+	if (!work && !zl_read_once(&sc->inbox) && !io_uring_cq_ready(&sc->ring) && !sc->done_head) {
+		struct epoll_event ev[16];
+		__atomic_fetch_add(&sc->sleeps, 1, __ATOMIC_RELAXED);
+		int n = epoll_wait(sc->ep, ev, 16, -1);
+		(void)n;
+		drain_efd(sc->inbox_efd);
+		if (sc->ring_efd >= 0)
+			drain_efd(sc->ring_efd);
+	}
+	zl_write_once(&sc->sleeping, 0);
+}
+
+static void *sc_main(void *arg)
+{
+	struct sidecore *sc = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "zl-sidecore%u", sc->idx);
+	pthread_setname_np(pthread_self(), name);
+	if (sc->cpu >= 0 && !ioh->conf.nopin) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(sc->cpu, &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
+	uint64_t idle_since = ioh_now_ns();
+	bool run = true;
+	while (run || sc->nq) {
+		uint64_t t0 = ioh_now_ns();
+		unsigned work = 0;
+		if (zl_read_once(&sc->inbox))
+			run = sc_inbox(sc) && run;
+		for (unsigned i = 0; i < sc->nq;) {
+			struct bq *q = sc->queues[i];
+			if (!run)
+				q->dead = true; /* stopping: finish what is in flight */
+			int n = bq_poll(q);
+			if (n < 0) {
+				sc_del(sc, i);
+				ioh_queue_gone(q);
+				continue;
+			}
+			work += (unsigned)n;
+			struct sidecore *to = zl_read_once(&q->move_to);
+			if (to && to != sc && bq_idle(q)) {
+				sc_del(sc, i);
+				sc_post(to, SC_ADOPT, q);
+				continue;
+			}
+			i++;
+		}
+		if (sc->sq_pending) {
+			io_uring_submit(&sc->ring);
+			sc->sq_pending = 0;
+		}
+		if (sc->uring_inflight)
+			work += sc_reap(sc);
+		work += sc_finish(sc);
+		uint64_t t1 = ioh_now_ns();
+		__atomic_fetch_add(&sc->total_ns, t1 - t0, __ATOMIC_RELAXED);
+		if (work) {
+			__atomic_fetch_add(&sc->busy_ns, t1 - t0, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&sc->reqs, work, __ATOMIC_RELAXED);
+			idle_since = t1;
+		} else if (t1 - idle_since >= sc->idle_ns && run) {
+			sc_sleep(sc);
+			idle_since = ioh_now_ns();
+			__atomic_fetch_add(&sc->total_ns, idle_since - t1, __ATOMIC_RELAXED);
+		}
+	}
+	return NULL;
+}
+
+int sc_start(struct sidecore *sc, unsigned idx, int cpu, uint32_t idle_us)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->idx = idx;
+	sc->cpu = cpu;
+	sc->idle_ns = idle_us * 1000u;
+	sc->ring_efd = -1;
+	pthread_mutex_init(&sc->inbox_lock, NULL);
+	int r = io_uring_queue_init(SC_RING_ENTRIES, &sc->ring, 0);
+	if (r < 0)
+		return r;
+	sc->ring_ok = true;
+	sc->ep = epoll_create1(EPOLL_CLOEXEC);
+	sc->inbox_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	sc->ring_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (sc->ep < 0 || sc->inbox_efd < 0 || sc->ring_efd < 0)
+		return -errno;
+	/* completions that happen during io_uring_enter are reaped right
+	 * after it; only those that come later need to wake a sleeper */
+	if ((r = io_uring_register_eventfd_async(&sc->ring, sc->ring_efd)) < 0)
+		return r;
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+	epoll_ctl(sc->ep, EPOLL_CTL_ADD, sc->inbox_efd, &ev);
+	epoll_ctl(sc->ep, EPOLL_CTL_ADD, sc->ring_efd, &ev);
+	r = pthread_create(&sc->th, NULL, sc_main, sc);
+	return -r;
+}
+
+void sc_stop(struct sidecore *sc)
+{
+	sc_post(sc, SC_STOP, NULL);
+	pthread_join(sc->th, NULL);
+	io_uring_queue_exit(&sc->ring);
+	close(sc->ep);
+	close(sc->inbox_efd);
+	close(sc->ring_efd);
+	free(sc->queues);
+	pthread_mutex_destroy(&sc->inbox_lock);
+}
