@@ -62,17 +62,37 @@ int wait_child(pid_t pid);
 void *shared_page(size_t size);
 void progress(const char *fmt, ...);
 
+/* real programs (bench_proc.c) */
+const char *bench_self_exe(void); /* this program's path, "" if unknown */
+bool prog_have(const char *prog); /* in PATH or /usr/sbin */
+int port_new(void);               /* a free port on 127.0.0.1, below the ephemeral ones */
+bool port_listens(int port);
+/* Start argv on core `side` (0 or 1), under `zerolink run` if zl, in a
+ * process group of its own, its output in file out (NULL: discarded). */
+pid_t proc_spawn(const char *const *argv, bool zl, int side, const char *out);
+void proc_stop(pid_t pid);           /* SIGTERM to its group, SIGKILL if it lingers */
+bool port_wait(int port, pid_t pid); /* until it listens on port (5 s), or it exits */
+char *slurp(const char *path);       /* a file's text, malloc'd, or NULL */
+/* The number after the last occurrence of key in the file, or NAN. */
+double number_after(const char *file, const char *key);
+/* Run argv on core 1 to completion; killed after limit_s. Its exit status, or -1. */
+int proc_run(const char *const *argv, bool zl, const char *out, int limit_s);
+double median_nan(double *v, int n); /* median of the values that are not NAN */
+
 /* the groups of measurements */
 void bench_floor(void);
 void bench_latency(void);
 void bench_stream(void);
 void bench_pipeline(void);
 void bench_apps(void); /* real programs under zerolink run (bench_apps.c) */
+void bench_blk(void);  /* block devices: the I/O host against local io_uring and NBD */
 
 /* output */
 void report_table(void);
 int report_json(const char *path);
 int report_chart(const char *png);
 void report_ratios(void);
+void report_blk(void);
+void ratios_blk(void (*target)(const char *name, double ratio, double limit, bool at_most));
 
 #endif

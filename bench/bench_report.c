@@ -90,6 +90,7 @@ void report_table(void)
 	grid("three-stage pipeline, CPU ns per record (all stages)", "pipeline", "cpu", pp, 4, ps,
 	     3, false);
 	report_apps();
+	report_blk();
 }
 
 /* Real programs, kernel path against zerolink run (bench_apps.c): the
@@ -238,6 +239,7 @@ void report_ratios(void)
 	target("fallback redis -c 1 SET: kernel TCP / fallback rate",
 	       val("tcp", "redis-set", 1, "rate") / val("fallback", "redis-set", 1, "rate"), 1.03,
 	       true);
+	ratios_blk(target);
 }
 
 int report_json(const char *path)

@@ -21,4 +21,8 @@ int cli_dial(const char *path_opt, char *path, size_t size, int *fd);
  * one) and print its answer to out; 0 when it answered "ok". */
 int cli_iohost_call(const char *control, const char *line, FILE *out);
 
+/* The zerolink-iohost program: the one beside this program (a build
+ * tree), else the installed one. */
+void cli_iohost_path(char *buf, size_t size);
+
 #endif

@@ -33,7 +33,7 @@ static void usage(FILE *f)
 }
 
 /* zerolink-iohost beside this program (a build tree), else the installed one. */
-static void iohost_path(char *buf, size_t size)
+void cli_iohost_path(char *buf, size_t size)
 {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -121,7 +121,7 @@ int cmd_iohost(int argc, char **argv)
 	}
 	if (!strcmp(argv[i], "start")) {
 		char prog[PATH_MAX];
-		iohost_path(prog, sizeof(prog));
+		cli_iohost_path(prog, sizeof(prog));
 		char **args = calloc((size_t)(argc - i) + 3, sizeof(*args));
 		if (!args)
 			return 1;

@@ -5,16 +5,24 @@
  * = auto), so that a write goes from the client's buffer to the device
  * without a copy in the I/O host; a segment that is not aligned as O_DIRECT
  * needs goes through an aligned bounce buffer instead.
+ *
+ * A file in memory (tmpfs, ramfs; inline = auto) is served inline instead:
+ * the sidecore makes the copy itself with preadv2/pwritev2. io_uring hands
+ * such requests to a kernel worker, which would share the sidecore's core
+ * with the polling sidecore and add a wake-up to every request.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "iohost.h"
@@ -90,6 +98,19 @@ static int file_open(struct device *d, char *err, size_t errlen)
 				goto fail;
 		}
 	}
+	/* A file in memory (tmpfs, ramfs) is served inline: its "I/O" is a
+	 * copy, which the sidecore makes itself; through io_uring every
+	 * request would go to a kernel worker on the sidecore's own core. */
+	struct statfs sf;
+	bool in_memory =
+		fstatfs(fd, &sf) == 0 && (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
+	d->inline_io = c->inline_io == 1 || (c->inline_io == -1 && in_memory);
+	if (d->inline_io && d->direct && c->direct != 1) {
+		/* nothing to bypass in memory, and no alignment to keep */
+		int fl = fcntl(fd, F_GETFL);
+		if (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_DIRECT) == 0)
+			d->direct = false;
+	}
 	d->fd = fd;
 	return 0;
 fail_fd:
@@ -149,6 +170,94 @@ static void rw_prep(struct sidecore *sc, struct ioreq *r)
 	io_uring_sqe_set_data(sqe, r);
 }
 
+static int32_t status_of(int res);
+static int write_zeroes_slow(struct device *d, uint64_t off, uint64_t len);
+static void bounce_done(struct ioreq *r);
+
+/* r, done by the sidecore with plain system calls (inline devices). */
+static void inline_submit(struct sidecore *sc, struct ioreq *r)
+{
+	struct device *d = r->dev;
+	int res = 0;
+	switch (r->op) {
+	case ZL_BLK_OP_READ:
+	case ZL_BLK_OP_WRITE: {
+		struct iovec v[IOH_MAX_SEGS];
+		const struct iovec *iov = r->iov;
+		unsigned n = r->niov;
+		struct iovec b = {r->bounce, r->len};
+		if (r->bounce) {
+			iov = &b;
+			n = 1;
+		}
+		memcpy(v, iov, n * sizeof(*v));
+		int fl = r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;
+		uint32_t done = 0;
+		unsigned i = 0;
+		while (done < r->len) {
+			ssize_t k = r->op == ZL_BLK_OP_READ ? preadv2(d->fd, v + i, (int)(n - i),
+								      (off_t)(r->off + done), 0)
+							    : pwritev2(d->fd, v + i, (int)(n - i),
+								       (off_t)(r->off + done), fl);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0) {
+				res = -errno;
+				break;
+			}
+			if (k == 0) {
+				if (r->op == ZL_BLK_OP_WRITE) {
+					res = -ENOSPC;
+					break;
+				}
+				/* the file ends before the device: zeroes */
+				for (; i < n; i++) {
+					memset(v[i].iov_base, 0, v[i].iov_len);
+					v[i].iov_len = 0;
+				}
+				break;
+			}
+			done += (uint32_t)k;
+			while (k && i < n) {
+				size_t t = (size_t)k < v[i].iov_len ? (size_t)k : v[i].iov_len;
+				v[i].iov_base = (char *)v[i].iov_base + t;
+				v[i].iov_len -= t;
+				k -= (ssize_t)t;
+				if (!v[i].iov_len)
+					i++;
+			}
+		}
+		break;
+	}
+	case ZL_BLK_OP_FLUSH:
+		res = fdatasync(d->fd) < 0 ? -errno : 0;
+		break;
+	case ZL_BLK_OP_DISCARD:
+		res = fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)r->off,
+				(off_t)r->len) < 0
+			      ? -errno
+			      : 0;
+		break;
+	case ZL_BLK_OP_WRITE_ZEROES:
+		res = fallocate(d->fd,
+				((r->flags & ZL_BLK_F_NOUNMAP) ? FALLOC_FL_ZERO_RANGE
+							       : FALLOC_FL_PUNCH_HOLE) |
+					FALLOC_FL_KEEP_SIZE,
+				(off_t)r->off, (off_t)r->len) < 0
+			      ? -errno
+			      : 0;
+		if (res == -EOPNOTSUPP)
+			res = write_zeroes_slow(d, r->off, r->len);
+		break;
+	default:
+		res = -EINVAL;
+		break;
+	}
+	r->status = res == -EINVAL ? ZL_BLK_S_EINVAL : res < 0 ? status_of(res) : 0;
+	bounce_done(r);
+	sc_complete(sc, r);
+}
+
 static void file_submit(struct sidecore *sc, struct ioreq *r)
 {
 	struct device *d = r->dev;
@@ -171,8 +280,19 @@ static void file_submit(struct sidecore *sc, struct ioreq *r)
 				}
 			}
 		}
-		rw_prep(sc, r);
+		if (d->inline_io)
+			inline_submit(sc, r);
+		else
+			rw_prep(sc, r);
 		return;
+	default:
+		if (d->inline_io) {
+			inline_submit(sc, r);
+			return;
+		}
+		break;
+	}
+	switch (r->op) {
 	case ZL_BLK_OP_FLUSH:
 		sqe = sc_sqe(sc);
 		io_uring_prep_fsync(sqe, d->fd, IORING_FSYNC_DATASYNC);
@@ -235,6 +355,22 @@ static int32_t status_of(int res)
 	}
 }
 
+/* A read's data from the bounce buffer to its place; the buffer freed. */
+static void bounce_done(struct ioreq *r)
+{
+	if (!r->bounce)
+		return;
+	if (r->op == ZL_BLK_OP_READ && r->status == 0) {
+		const char *p = r->bounce;
+		for (unsigned i = 0; i < r->niov; i++) {
+			memcpy(r->iov[i].iov_base, p, r->iov[i].iov_len);
+			p += r->iov[i].iov_len;
+		}
+	}
+	free(r->bounce);
+	r->bounce = NULL;
+}
+
 static void file_cqe(struct sidecore *sc, struct ioreq *r, int res)
 {
 	if (r->op == ZL_BLK_OP_READ || r->op == ZL_BLK_OP_WRITE) {
@@ -269,17 +405,7 @@ static void file_cqe(struct sidecore *sc, struct ioreq *r, int res)
 		} else {
 			r->status = 0;
 		}
-		if (r->bounce) {
-			if (r->op == ZL_BLK_OP_READ && r->status == 0) {
-				const char *p = r->bounce;
-				for (unsigned i = 0; i < r->niov; i++) {
-					memcpy(r->iov[i].iov_base, p, r->iov[i].iov_len);
-					p += r->iov[i].iov_len;
-				}
-			}
-			free(r->bounce);
-			r->bounce = NULL;
-		}
+		bounce_done(r);
 	} else if (res == -EOPNOTSUPP && r->op == ZL_BLK_OP_WRITE_ZEROES) {
 		int e = write_zeroes_slow(r->dev, r->off, r->len);
 		r->status = e ? status_of(e) : 0;

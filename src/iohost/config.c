@@ -2,9 +2,9 @@
 /*
  * The I/O host's configuration: an INI-style file (zerolink-iohost.conf(5)).
  *
- *   [iohost]              sidecores, pin, idle_us, balance_ms, control
- *   [device NAME]         backend, path, size, block_size, direct, readonly,
- *                         users, groups, queue_depth
+ *   [iohost]              sidecores, pin, idle_us, balance_ms, control, nbd
+ *   [device NAME]         backend, path, size, block_size, direct, inline, readonly,
+ *                         users, groups, queue_depth, nbd
  *
  * The same "key = value" pairs describe a device added at run time
  * (`zerolink iohost add NAME key=value ...`).
@@ -95,7 +95,9 @@ void devconf_init(struct devconf *d, const char *name)
 	d->backend = BK_FILE;
 	d->block_size = 512;
 	d->direct = -1;
+	d->inline_io = -1;
 	d->max_depth = 256;
+	d->nbd = true;
 }
 
 /* A comma-separated list of users or groups, by name or number. */
@@ -166,6 +168,12 @@ int devconf_set(struct devconf *d, const char *key, const char *val, char *err, 
 			d->direct = -1;
 		else if (!(r = parse_bool(val, &b)))
 			d->direct = b;
+	} else if (!strcmp(key, "inline")) {
+		bool b;
+		if (!strcmp(val, "auto"))
+			d->inline_io = -1;
+		else if (!(r = parse_bool(val, &b)))
+			d->inline_io = b;
 	} else if (!strcmp(key, "readonly")) {
 		r = parse_bool(val, &d->readonly);
 	} else if (!strcmp(key, "users")) {
@@ -174,6 +182,8 @@ int devconf_set(struct devconf *d, const char *key, const char *val, char *err, 
 		return parse_ids(val, true, d->gids, &d->ngids, &d->any_user, err, errlen);
 	} else if (!strcmp(key, "queue_depth")) {
 		r = parse_u32(val, 1, 1024, &d->max_depth);
+	} else if (!strcmp(key, "nbd")) {
+		r = parse_bool(val, &d->nbd);
 	} else {
 		snprintf(err, errlen, "unknown device key '%s'", key);
 		return -EINVAL;
@@ -253,6 +263,16 @@ static int parse_cpus(const char *val, struct hostconf *c)
 int conf_set_sidecores(struct hostconf *c, const char *val)
 {
 	return parse_cpus(val, c);
+}
+
+int conf_add_nbd(struct hostconf *c, const char *val)
+{
+	if (c->nnbd == sizeof(c->nbd) / sizeof(c->nbd[0]))
+		return -E2BIG;
+	if (!*val || strlen(val) >= sizeof(c->nbd[0]))
+		return -EINVAL;
+	snprintf(c->nbd[c->nnbd++], sizeof(c->nbd[0]), "%s", val);
+	return 0;
 }
 
 void conf_free(struct hostconf *c)
@@ -352,6 +372,8 @@ int conf_load(const char *path, struct hostconf *c, char *err, size_t errlen)
 					r = -ENAMETOOLONG;
 				else
 					snprintf(c->control, sizeof(c->control), "%s", val);
+			} else if (!strcmp(key, "nbd")) {
+				r = conf_add_nbd(c, val);
 			} else {
 				snprintf(err, errlen, "%s:%u: unknown key '%s' in [iohost]", path,
 					 ln, key);

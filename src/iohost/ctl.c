@@ -81,6 +81,8 @@ static void cmd_ls(struct out *o)
 			strcat(fl, "ro,");
 		if (d->direct)
 			strcat(fl, "direct,");
+		if (d->inline_io)
+			strcat(fl, "inline,");
 		if (!fl[0])
 			strcat(fl, "-,");
 		fl[strlen(fl) - 1] = 0;
@@ -92,13 +94,14 @@ static void cmd_ls(struct out *o)
 		     (unsigned long long)zl_read_once(&d->st.bytes_written),
 		     (unsigned long long)zl_read_once(&d->st.errors));
 	}
-	outf(o, "queues\n  %-8s %-16s %8s %6s %-8s %6s %12s %14s\n", "id", "device", "pid", "uid",
-	     "sidecore", "depth", "requests", "bytes");
-	for (struct bq *q = ioh->queues; q; q = q->next_all) {
+	outf(o, "queues\n  %-8s %-16s %-8s %-22s %6s %-8s %6s %12s %14s\n", "id", "device", "kind",
+	     "peer", "uid", "sidecore", "depth", "requests", "bytes");
+	for (struct fe *q = ioh->fes; q; q = q->next_all) {
 		struct sidecore *s = zl_read_once(&q->sc);
-		outf(o, "  %-8llu %-16s %8u %6u %-8u %6u %12llu %14llu\n",
-		     (unsigned long long)q->id, q->dev->conf.name, q->pid, q->uid, s ? s->idx : 0,
-		     q->depth, (unsigned long long)zl_read_once(&q->reqs_done),
+		outf(o, "  %-8llu %-16s %-8s %-22s %6u %-8u %6u %12llu %14llu\n",
+		     (unsigned long long)q->id, q->dev->conf.name, q->ops->kind, q->peer, q->uid,
+		     s ? s->idx : 0, zl_read_once(&q->depth),
+		     (unsigned long long)zl_read_once(&q->reqs_done),
 		     (unsigned long long)zl_read_once(&q->bytes));
 	}
 	pthread_mutex_unlock(&ioh->lock);
@@ -133,7 +136,7 @@ static void cmd_prom(struct out *o)
 		"# TYPE zerolink_iohost_queues gauge\n");
 	for (struct device *d = ioh->devs; d; d = d->next) {
 		unsigned n = 0;
-		for (struct bq *q = ioh->queues; q; q = q->next_all)
+		for (struct fe *q = ioh->fes; q; q = q->next_all)
 			n += q->dev == d;
 		outf(o, "zerolink_iohost_queues{device=\"%s\"} %u\n", d->conf.name, n);
 	}
@@ -192,7 +195,7 @@ static void cmd_move(struct out *o, char *args)
 		return;
 	}
 	pthread_mutex_lock(&ioh->lock);
-	struct bq *q = ioh->queues;
+	struct fe *q = ioh->fes;
 	while (q && q->id != qid)
 		q = q->next_all;
 	if (q)

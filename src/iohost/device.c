@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../lib/barrier.h"
 #include "iohost.h"
@@ -112,4 +113,25 @@ void dev_account(struct ioreq *r)
 	} else if (r->op == ZL_BLK_OP_WRITE) {
 		__atomic_fetch_add(&st->bytes_written, r->len, __ATOMIC_RELAXED);
 	}
+}
+
+void fe_count(struct fe *f, const struct ioreq *r)
+{
+	__atomic_fetch_add(&f->reqs_done, 1, __ATOMIC_RELAXED);
+	if (r->status == 0 && (r->op == ZL_BLK_OP_READ || r->op == ZL_BLK_OP_WRITE))
+		__atomic_fetch_add(&f->bytes, r->len, __ATOMIC_RELAXED);
+}
+
+bool dev_admits(const struct device *d, uint32_t uid, const uint32_t *gids, unsigned ngids)
+{
+	if (uid == 0 || uid == (uint32_t)geteuid() || d->conf.any_user)
+		return true;
+	for (unsigned i = 0; i < d->conf.nuids; i++)
+		if (d->conf.uids[i] == uid)
+			return true;
+	for (unsigned i = 0; i < d->conf.ngids; i++)
+		for (unsigned k = 0; k < ngids; k++)
+			if (d->conf.gids[i] == gids[k])
+				return true;
+	return false;
 }

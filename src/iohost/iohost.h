@@ -34,7 +34,7 @@
 struct device;
 struct sidecore;
 struct ioreq;
-struct bq;
+struct fe;
 
 /* ---- configuration (config.c) ---- */
 
@@ -46,12 +46,14 @@ struct devconf {
 	char path[256];
 	uint64_t size; /* bytes; 0: the file's size */
 	uint32_t block_size;
-	int direct; /* -1 auto, 0 no, 1 yes */
+	int direct;    /* -1 auto, 0 no, 1 yes */
+	int inline_io; /* -1 auto (files in memory), 0 no, 1 yes */
 	bool readonly;
 	bool any_user;
 	uint32_t uids[8], gids[8];
 	unsigned nuids, ngids;
 	uint32_t max_depth; /* per queue */
+	bool nbd;           /* offered on the NBD listeners */
 };
 
 struct hostconf {
@@ -61,6 +63,8 @@ struct hostconf {
 	uint32_t idle_us;
 	uint32_t balance_ms;
 	char control[108];
+	char nbd[4][108]; /* NBD listeners: "unix:PATH" or "HOST:PORT" */
+	unsigned nnbd;
 	struct devconf *devs;
 	unsigned ndevs;
 };
@@ -69,6 +73,8 @@ struct hostconf {
  * "file:line: what". */
 int conf_load(const char *path, struct hostconf *c, char *err, size_t errlen);
 void conf_free(struct hostconf *c);
+/* Add an NBD listener address ("unix:PATH", "HOST:PORT", "PORT"). */
+int conf_add_nbd(struct hostconf *c, const char *val);
 /* "0,1", "2-3" or "auto". */
 int conf_set_sidecores(struct hostconf *c, const char *val);
 /* Defaults of a device section. */
@@ -134,6 +140,7 @@ struct device {
 	/* backend state */
 	int fd;
 	bool direct;
+	bool inline_io;     /* file I/O done by the sidecore itself, not io_uring */
 	uint32_t dio_align; /* memory alignment O_DIRECT needs */
 	char *ram;
 	/* life */
@@ -161,7 +168,7 @@ enum sc_cmd_kind { SC_ADOPT, SC_STOP, SC_WAKE };
 
 struct sc_cmd {
 	enum sc_cmd_kind kind;
-	struct bq *q;
+	struct fe *f;
 	struct sc_cmd *next;
 };
 
@@ -178,7 +185,7 @@ struct sidecore {
 	int inbox_efd; /* commands wake it */
 	pthread_mutex_t inbox_lock;
 	struct sc_cmd *inbox;
-	struct bq **queues;
+	struct fe **fes; /* the front-end endpoints it serves */
 	unsigned nq, capq;
 	struct ioreq *done_head, *done_tail;
 	uint32_t idle_ns;
@@ -192,50 +199,62 @@ struct sidecore {
 
 int sc_start(struct sidecore *sc, unsigned idx, int cpu, uint32_t idle_us);
 void sc_stop(struct sidecore *sc);
-/* Hand a queue to a sidecore (any thread). */
-void sc_post(struct sidecore *sc, enum sc_cmd_kind kind, struct bq *q);
+/* Hand a front-end endpoint to a sidecore, or wake it (any thread). */
+void sc_post(struct sidecore *sc, enum sc_cmd_kind kind, struct fe *f);
 /* A request finished on sc (sidecore thread). */
 void sc_complete(struct sidecore *sc, struct ioreq *r);
 /* An io_uring entry for the sidecore's ring, submitting if it is full. */
 struct io_uring_sqe *sc_sqe(struct sidecore *sc);
 
-/* ---- block queues (queue.c) ---- */
+/* ---- front-end endpoints ----
+ * One client's connection to a device, whatever delivered it: a zerolink
+ * block queue (queue.c), an NBD connection (nbd.c), later virtio queues.
+ * A sidecore owns it and calls its ops; the registry lists it. */
 
-struct bq {
-	struct zl_chan *ch;
+struct fe_ops {
+	const char *kind; /* "zerolink", "nbd" */
+	/* Serve once: take requests, start them, send replies. Returns the
+	 * work done, or -1 when the endpoint is finished and may be freed. */
+	int (*poll)(struct fe *f);
+	/* Before the sidecore sleeps: 1 work is pending (do not sleep), 0
+	 * armed (its descriptor will poll readable when there is work). */
+	int (*arm)(struct fe *f);
+	int (*fd)(const struct fe *f);
+	/* Nothing in flight: it may move to another sidecore. */
+	bool (*idle)(const struct fe *f);
+	void (*free)(struct fe *f);
+};
+
+struct fe {
+	const struct fe_ops *ops;
 	struct device *dev;
 	struct sidecore *sc;
-	uint32_t pid, uid, gid;
 	uint64_t id;
+	uint32_t pid, uid, gid; /* the client's, where known */
+	char peer[64];          /* who, for ls */
 	uint32_t depth;
-	uint32_t inflight; /* ioreqs taken */
-	struct ioreq *reqs;
-	struct zl_msg *msgs; /* request messages held while their I/O runs */
-	uint32_t *free_stack;
-	uint32_t nfree;
-	struct ioreq *backlog, *backlog_tail; /* replies waiting for lane space */
-	struct ioreq *stalled, *stalled_tail; /* reads waiting for a buffer */
-	struct zl_pool *pool;                 /* read buffers lent to the client */
-	struct zl_buf *rbuf;                  /* per ioreq: its read buffer */
-	bool hello_done;
 	bool dead;
-	int err;
 	struct sidecore *move_to; /* the balancer asked for a move */
 	/* seen by the control thread (atomic) */
 	uint64_t reqs_done, bytes;
 	uint64_t load_mark, load_delta; /* the balancer's */
-	struct bq *next_all;            /* registry (main.c), under the registry lock */
+	struct fe *next_all;            /* registry (main.c), under its lock */
 };
 
-struct bq *bq_new(struct zl_chan *ch, struct device *d);
-/* Serve the queue once: take requests, start them. Returns requests taken,
- * or -1 when the queue is finished and may be freed. */
-int bq_poll(struct bq *q);
-/* Arm for sleep: 1 work is pending, 0 armed. */
-int bq_arm(struct bq *q);
-int bq_fd(const struct bq *q);
-bool bq_idle(const struct bq *q);
-void bq_free(struct bq *q);
+/* Count a reply sent (front-ends, sidecore thread). */
+void fe_count(struct fe *f, const struct ioreq *r);
+
+/* ---- block queues (queue.c) ---- */
+
+struct fe *bq_new(struct zl_chan *ch, struct device *d);
+
+/* ---- NBD (nbd.c) ---- */
+
+/* Listen on addr ("unix:PATH", "HOST:PORT"); the descriptor or -errno. */
+int nbd_listen(const char *addr, char *err, size_t errlen);
+/* A connection on a listener: negotiated on a thread of its own, then
+ * handed to a sidecore (control thread). */
+void nbd_accept(int lfd, bool is_unix);
 
 /* ---- the registry and the control thread (main.c, ctl.c) ---- */
 
@@ -244,10 +263,10 @@ struct iohost {
 	struct zl_ctx *ctx;
 	struct sidecore sc[IOH_MAX_SIDECORES];
 	unsigned nsc;
-	pthread_mutex_t lock; /* devices and queues lists */
+	pthread_mutex_t lock; /* devices and endpoints lists */
 	struct device *devs;
-	struct bq *queues;
-	uint64_t next_qid;
+	struct fe *fes;
+	uint64_t next_id;
 	int ctl_fd;
 	int ep;
 	uint64_t started_ns;
@@ -257,7 +276,15 @@ extern struct iohost *ioh;
 
 int ioh_add_device(const struct devconf *c, char *err, size_t errlen);
 int ioh_remove_device(const char *name, char *err, size_t errlen);
-void ioh_queue_gone(struct bq *q);
+/* A new endpoint: listed, given an id and a sidecore (any thread). */
+void ioh_fe_add(struct fe *f);
+/* A finished endpoint: unlisted and freed (its sidecore's thread). */
+void ioh_fe_gone(struct fe *f);
+/* The device called name, with a reference, or NULL. */
+struct device *ioh_dev_get(const char *name);
+/* Whether a local user, member of gids, may open d (root, the I/O host's
+ * user, the device's ACL). */
+bool dev_admits(const struct device *d, uint32_t uid, const uint32_t *gids, unsigned ngids);
 /* Handle one control connection (ctl.c). */
 void ctl_serve(int fd);
 

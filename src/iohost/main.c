@@ -27,15 +27,17 @@
 struct iohost *ioh;
 
 /* epoll tags of the control thread */
-enum { EV_CTL = 1, EV_SIG, EV_TIMER, EV_LIS };
+enum { EV_CTL = 1, EV_SIG, EV_TIMER, EV_LIS, EV_NBD };
 
 struct ev_tag {
 	int kind;
 	struct device *dev;
+	int fd;       /* EV_NBD: the listener */
+	bool is_unix; /* EV_NBD */
 };
 
-static struct ev_tag tag_ctl = {EV_CTL, NULL}, tag_sig = {EV_SIG, NULL},
-		     tag_timer = {EV_TIMER, NULL};
+static struct ev_tag tag_ctl = {.kind = EV_CTL}, tag_sig = {.kind = EV_SIG},
+		     tag_timer = {.kind = EV_TIMER}, tag_nbd[4];
 
 static struct device *dev_find(const char *name)
 {
@@ -117,16 +119,26 @@ int ioh_remove_device(const char *name, char *err, size_t errlen)
 	return 0;
 }
 
-void ioh_queue_gone(struct bq *q)
+void ioh_fe_gone(struct fe *f)
 {
 	pthread_mutex_lock(&ioh->lock);
-	struct bq **pp = &ioh->queues;
-	while (*pp && *pp != q)
+	struct fe **pp = &ioh->fes;
+	while (*pp && *pp != f)
 		pp = &(*pp)->next_all;
 	if (*pp)
-		*pp = q->next_all;
+		*pp = f->next_all;
 	pthread_mutex_unlock(&ioh->lock);
-	bq_free(q);
+	f->ops->free(f);
+}
+
+struct device *ioh_dev_get(const char *name)
+{
+	pthread_mutex_lock(&ioh->lock);
+	struct device *d = dev_find(name);
+	if (d)
+		dev_get(d);
+	pthread_mutex_unlock(&ioh->lock);
+	return d;
 }
 
 /* The sidecore with the fewest queues, the least busy among equals. */
@@ -155,19 +167,25 @@ static void accept_queue(struct device *d)
 				zl_strerror(r));
 			return;
 		}
-		struct bq *q = bq_new(ch, d);
-		if (!q) {
+		struct fe *f = bq_new(ch, d);
+		if (!f) {
 			zl_chan_close(ch);
 			return;
 		}
-		pthread_mutex_lock(&ioh->lock);
-		q->next_all = ioh->queues;
-		ioh->queues = q;
-		pthread_mutex_unlock(&ioh->lock);
-		struct sidecore *sc = sc_pick();
-		q->sc = sc;
-		sc_post(sc, SC_ADOPT, q);
+		ioh_fe_add(f);
 	}
+}
+
+void ioh_fe_add(struct fe *f)
+{
+	pthread_mutex_lock(&ioh->lock);
+	f->id = ++ioh->next_id;
+	f->next_all = ioh->fes;
+	ioh->fes = f;
+	struct sidecore *sc = sc_pick();
+	f->sc = sc;
+	pthread_mutex_unlock(&ioh->lock);
+	sc_post(sc, SC_ADOPT, f);
 }
 
 /* Move load from the busiest sidecore to the least busy one: a queue whose
@@ -195,7 +213,7 @@ static void rebalance(void)
 	pthread_mutex_lock(&ioh->lock);
 	uint64_t total = 0;
 	unsigned active = 0;
-	for (struct bq *q = ioh->queues; q; q = q->next_all) {
+	for (struct fe *q = ioh->fes; q; q = q->next_all) {
 		uint64_t n = zl_read_once(&q->reqs_done);
 		q->load_delta = n - q->load_mark;
 		q->load_mark = n;
@@ -206,9 +224,9 @@ static void rebalance(void)
 	}
 	double gap = (frac[hi] - frac[lo]) / 2;
 	if (frac[hi] - frac[lo] > 0.25 && active >= 2 && total) {
-		struct bq *best = NULL;
+		struct fe *best = NULL;
 		double bestd = 2;
-		for (struct bq *q = ioh->queues; q; q = q->next_all) {
+		for (struct fe *q = ioh->fes; q; q = q->next_all) {
 			if (zl_read_once(&q->sc) != &ioh->sc[hi] || !q->load_delta)
 				continue;
 			double share = frac[hi] * (double)q->load_delta / (double)total;
@@ -259,7 +277,7 @@ static int ctl_listen(const char *path)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: zerolink-iohost [-c CONFIG] [--control PATH] [--sidecores LIST]\n"
-		   "                       [--device NAME:key=value,...]...\n"
+		   "                       [--device NAME:key=value,...]... [--nbd ADDRESS]...\n"
 		   "Serves block devices to zerolink domains from polling sidecores.\n"
 		   "See zerolink-iohost(8) and zerolink-iohost.conf(5).\n");
 }
@@ -301,6 +319,7 @@ int main(int argc, char **argv)
 		{"control", required_argument, NULL, 'C'},
 		{"sidecores", required_argument, NULL, 's'},
 		{"device", required_argument, NULL, 'd'},
+		{"nbd", required_argument, NULL, 'n'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -310,8 +329,10 @@ int main(int argc, char **argv)
 	const char *config = NULL, *control = NULL, *sidecores = NULL;
 	struct devconf *extra = NULL;
 	unsigned nextra = 0;
+	const char *nbd_args[4];
+	unsigned nnbd = 0;
 	int c;
-	while ((c = getopt_long(argc, argv, "c:C:s:d:h", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:C:s:d:n:h", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
@@ -334,6 +355,13 @@ int main(int argc, char **argv)
 			nextra++;
 			break;
 		}
+		case 'n':
+			if (nnbd == 4) {
+				fprintf(stderr, "zerolink-iohost: at most 4 --nbd listeners\n");
+				return 2;
+			}
+			nbd_args[nnbd++] = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -354,6 +382,12 @@ int main(int argc, char **argv)
 	} else {
 		conf_load("/dev/null", &host.conf, err, sizeof(err));
 	}
+	for (unsigned i = 0; i < nnbd; i++)
+		if (conf_add_nbd(&host.conf, nbd_args[i])) {
+			fprintf(stderr, "zerolink-iohost: --nbd %s: at most 4 listeners\n",
+				nbd_args[i]);
+			return 2;
+		}
 	if (sidecores && conf_set_sidecores(&host.conf, sidecores)) {
 		fprintf(stderr, "zerolink-iohost: bad --sidecores '%s'\n", sidecores);
 		return 2;
@@ -404,6 +438,18 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	for (unsigned i = 0; i < host.conf.nnbd; i++) {
+		int fd = nbd_listen(host.conf.nbd[i], err, sizeof(err));
+		if (fd < 0) {
+			fprintf(stderr, "zerolink-iohost: %s\n", err);
+			return 1;
+		}
+		tag_nbd[i] = (struct ev_tag){.kind = EV_NBD,
+					     .fd = fd,
+					     .is_unix = !strncmp(host.conf.nbd[i], "unix:", 5)};
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_nbd[i]};
+		epoll_ctl(host.ep, EPOLL_CTL_ADD, fd, &ev);
+	}
 	int sfd = signalfd(-1, &ss, SFD_CLOEXEC);
 	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
 	if (host.conf.balance_ms) {
@@ -422,6 +468,8 @@ int main(int argc, char **argv)
 	epoll_ctl(host.ep, EPOLL_CTL_ADD, tfd, &ev);
 	fprintf(stderr, "zerolink-iohost: serving %u device(s) on %u sidecore(s); control %s\n",
 		host.conf.ndevs + nextra, host.nsc, host.conf.control);
+	for (unsigned i = 0; i < host.conf.nnbd; i++)
+		fprintf(stderr, "zerolink-iohost: NBD on %s\n", host.conf.nbd[i]);
 	bool run = true;
 	while (run) {
 		struct epoll_event evs[16];
@@ -443,10 +491,17 @@ int main(int argc, char **argv)
 				rebalance();
 			} else if (t->kind == EV_LIS) {
 				accept_queue(t->dev);
+			} else if (t->kind == EV_NBD) {
+				nbd_accept(t->fd, t->is_unix);
 			}
 		}
 	}
 	/* Stop: no new queues; the sidecores finish what is in flight. */
+	for (unsigned i = 0; i < host.conf.nnbd; i++) {
+		close(tag_nbd[i].fd);
+		if (tag_nbd[i].is_unix)
+			unlink(host.conf.nbd[i] + 5);
+	}
 	while (host.devs) {
 		char name[IOH_NAME_MAX];
 		snprintf(name, sizeof(name), "%s", host.devs->conf.name);

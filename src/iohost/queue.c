@@ -14,6 +14,7 @@
  * does not read its replies, or holds its read buffers, stalls only itself.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,26 +28,46 @@
 /* Read buffers of the largest size at most, per queue. */
 #define BQ_MAX_BIG 32u
 
-struct bq *bq_new(struct zl_chan *ch, struct device *d)
+struct bq {
+	struct fe fe;
+	struct zl_chan *ch;
+	uint32_t inflight; /* ioreqs taken */
+	struct ioreq *reqs;
+	struct zl_msg *msgs; /* request messages held while their I/O runs */
+	uint32_t *free_stack;
+	uint32_t nfree;
+	struct ioreq *backlog, *backlog_tail; /* replies waiting for lane space */
+	struct ioreq *stalled, *stalled_tail; /* reads waiting for a buffer */
+	struct zl_pool *pool;                 /* read buffers lent to the client */
+	struct zl_buf *rbuf;                  /* per ioreq: its read buffer */
+	bool hello_done;
+	int err;
+};
+
+static const struct fe_ops bq_ops;
+
+struct fe *bq_new(struct zl_chan *ch, struct device *d)
 {
 	struct bq *q = calloc(1, sizeof(*q));
 	if (!q)
 		return NULL;
 	struct zl_chan_info ci;
 	zl_chan_info(ch, &ci);
+	q->fe.ops = &bq_ops;
 	q->ch = ch;
-	q->dev = d;
-	q->pid = ci.peer_pid;
-	q->uid = ci.peer_uid;
-	q->gid = ci.peer_gid;
-	q->id = ci.chan;
+	q->fe.dev = d;
+	q->fe.pid = ci.peer_pid;
+	q->fe.uid = ci.peer_uid;
+	q->fe.gid = ci.peer_gid;
+	snprintf(q->fe.peer, sizeof(q->fe.peer), "pid %u", ci.peer_pid);
 	dev_get(d);
-	return q;
+	return &q->fe;
 }
 
-void bq_free(struct bq *q)
+static void bq_free(struct fe *f)
 {
-	for (uint32_t i = 0; q->reqs && i < q->depth; i++) {
+	struct bq *q = (struct bq *)f;
+	for (uint32_t i = 0; q->reqs && i < q->fe.depth; i++) {
 		if (q->reqs[i].fe_flags & FE_MSG)
 			zl_msg_release(&q->msgs[i]);
 		if (q->reqs[i].fe_flags & FE_RBUF)
@@ -54,7 +75,7 @@ void bq_free(struct bq *q)
 	}
 	zl_chan_close(q->ch);
 	zl_pool_destroy(q->pool);
-	dev_put(q->dev);
+	dev_put(q->fe.dev);
 	free(q->reqs);
 	free(q->msgs);
 	free(q->free_stack);
@@ -62,19 +83,21 @@ void bq_free(struct bq *q)
 	free(q);
 }
 
-int bq_fd(const struct bq *q)
+static int bq_fd(const struct fe *f)
 {
-	return zl_chan_fd(q->ch);
+	return zl_chan_fd(((const struct bq *)f)->ch);
 }
 
-bool bq_idle(const struct bq *q)
+static bool bq_idle(const struct fe *f)
 {
+	const struct bq *q = (const struct bq *)f;
 	return q->inflight == 0 && !q->backlog && !q->stalled && q->hello_done;
 }
 
-int bq_arm(struct bq *q)
+static int bq_arm(struct fe *f)
 {
-	if (q->dead || zl_read_once(&q->dev->removing))
+	struct bq *q = (struct bq *)f;
+	if (q->fe.dead || zl_read_once(&q->fe.dev->removing))
 		return 1;
 	/* a stalled queue waits for buffers to come back, a backlog for room
 	 * in the lane: the client kicks for both once armed */
@@ -83,8 +106,8 @@ int bq_arm(struct bq *q)
 
 static void q_fail(struct bq *q, int err)
 {
-	if (!q->dead) {
-		q->dead = true;
+	if (!q->fe.dead) {
+		q->fe.dead = true;
 		q->err = err;
 	}
 }
@@ -120,7 +143,7 @@ static int reply_send(struct bq *q, struct ioreq *r)
 {
 	uint32_t s = (uint32_t)(r - q->reqs);
 	bool data = r->op == ZL_BLK_OP_READ && r->status == 0;
-	if (q->dead)
+	if (q->fe.dead)
 		return 0;
 	struct zl_blk_rep_hdr h = {
 		.op = r->op,
@@ -143,9 +166,7 @@ static int reply_send(struct bq *q, struct ioreq *r)
 	}
 	if (data)
 		r->fe_flags &= ~FE_RBUF; /* lent to the client now */
-	__atomic_fetch_add(&q->reqs_done, 1, __ATOMIC_RELAXED);
-	if (r->status == 0 && (r->op == ZL_BLK_OP_READ || r->op == ZL_BLK_OP_WRITE))
-		__atomic_fetch_add(&q->bytes, r->len, __ATOMIC_RELAXED);
+	fe_count(&q->fe, r);
 	return 0;
 }
 
@@ -205,7 +226,7 @@ static unsigned stalled_retry(struct bq *q)
 		q->stalled = r->next;
 		if (!q->stalled)
 			q->stalled_tail = NULL;
-		dev_submit(q->sc, r);
+		dev_submit(q->fe.sc, r);
 		n++;
 	}
 	return n;
@@ -218,10 +239,10 @@ static void req_take(struct bq *q, struct zl_msg *m)
 	struct ioreq *r = &q->reqs[s];
 	struct zl_blk_req_hdr h;
 	memset(r, 0, sizeof(*r));
-	r->dev = q->dev;
+	r->dev = q->fe.dev;
 	r->owner = q;
 	r->done = bq_done;
-	r->sc = q->sc;
+	r->sc = q->fe.sc;
 	if (m->nsegs == 0 || m->seg[0].len != sizeof(h)) {
 		/* not even a header: nothing to answer to */
 		zl_msg_release(m);
@@ -235,7 +256,7 @@ static void req_take(struct bq *q, struct zl_msg *m)
 	r->off = h.offset;
 	r->len = h.len;
 	r->tag = h.id;
-	int32_t st = h.rsvd0 ? ZL_BLK_S_EINVAL : dev_check(q->dev, r);
+	int32_t st = h.rsvd0 ? ZL_BLK_S_EINVAL : dev_check(q->fe.dev, r);
 	uint32_t data = m->len - (uint32_t)sizeof(h);
 	if (st) {
 		/* refused as it stands, whatever data came with it */
@@ -258,19 +279,19 @@ static void req_take(struct bq *q, struct zl_msg *m)
 		zl_msg_release(m);
 	if (st) {
 		r->status = st;
-		sc_complete(q->sc, r);
+		sc_complete(q->fe.sc, r);
 		return;
 	}
 	if (r->op == ZL_BLK_OP_READ && (q->stalled || !read_buf(q, r))) {
 		list_add(&q->stalled, &q->stalled_tail, r);
 		return;
 	}
-	dev_submit(q->sc, r);
+	dev_submit(q->fe.sc, r);
 }
 
 static void info_send(struct bq *q, const struct zl_blk_hello *h, int32_t st)
 {
-	struct device *d = q->dev;
+	struct device *d = q->fe.dev;
 	struct zl_blk_info_msg in = {
 		.magic = ZL_BLK_MAGIC,
 		.op = ZL_BLK_OP_INFO,
@@ -281,7 +302,7 @@ static void info_send(struct bq *q, const struct zl_blk_hello *h, int32_t st)
 		.size = d->size,
 		.block_size = d->conf.block_size,
 		.max_io = d->max_io,
-		.depth = q->depth,
+		.depth = q->fe.depth,
 		.cookie = h->cookie,
 	};
 	int rc = zl_chan_send(q->ch, &in, sizeof(in), ZL_DONTWAIT);
@@ -314,24 +335,24 @@ static int hello_take(struct bq *q)
 		info_send(q, &h, ZL_BLK_S_EOPNOTSUPP);
 		return 1;
 	}
-	if (zl_read_once(&q->dev->removing)) {
+	if (zl_read_once(&q->fe.dev->removing)) {
 		info_send(q, &h, ZL_BLK_S_ESHUTDOWN);
 		return 1;
 	}
-	uint32_t d = h.depth < q->dev->conf.max_depth ? h.depth : q->dev->conf.max_depth;
-	q->depth = d;
+	uint32_t d = h.depth < q->fe.dev->conf.max_depth ? h.depth : q->fe.dev->conf.max_depth;
+	q->fe.depth = d;
 	q->reqs = calloc(d, sizeof(*q->reqs));
 	q->msgs = calloc(d, sizeof(*q->msgs));
 	q->free_stack = calloc(d, sizeof(*q->free_stack));
 	q->rbuf = calloc(d, sizeof(*q->rbuf));
 	uint32_t big = d < BQ_MAX_BIG ? d : BQ_MAX_BIG;
 	struct zl_pool_opts po = {
-		.classes = {{4096, d}, {65536, d}, {q->dev->max_io, big}},
+		.classes = {{4096, d}, {65536, d}, {q->fe.dev->max_io, big}},
 		.nclasses = 3,
 	};
 	if (!q->reqs || !q->msgs || !q->free_stack || !q->rbuf ||
 	    zl_pool_create(ioh->ctx, &po, &q->pool)) {
-		q->depth = 0;
+		q->fe.depth = 0;
 		info_send(q, &h, ZL_BLK_S_ENOMEM);
 		return 1;
 	}
@@ -343,15 +364,16 @@ static int hello_take(struct bq *q)
 	return 1;
 }
 
-int bq_poll(struct bq *q)
+static int bq_poll(struct fe *f)
 {
-	if (!q->hello_done && !q->dead)
+	struct bq *q = (struct bq *)f;
+	if (!q->hello_done && !q->fe.dead)
 		return hello_take(q);
 	int work = (int)backlog_flush(q);
 	work += (int)stalled_retry(q);
-	if (!q->dead && zl_read_once(&q->dev->removing) && q->inflight == 0)
+	if (!q->fe.dead && zl_read_once(&q->fe.dev->removing) && q->inflight == 0)
 		q_fail(q, -ESHUTDOWN);
-	if (q->dead) {
+	if (q->fe.dead) {
 		/* drop what waits, finish what is in flight, then go */
 		while (q->stalled) {
 			struct ioreq *r = q->stalled;
@@ -377,7 +399,7 @@ int bq_poll(struct bq *q)
 			break;
 		}
 		for (int i = 0; i < n; i++) {
-			if (q->dead) {
+			if (q->fe.dead) {
 				zl_msg_release(&m[i]);
 				continue;
 			}
@@ -389,3 +411,12 @@ int bq_poll(struct bq *q)
 	}
 	return work;
 }
+
+static const struct fe_ops bq_ops = {
+	.kind = "zerolink",
+	.poll = bq_poll,
+	.arm = bq_arm,
+	.fd = bq_fd,
+	.idle = bq_idle,
+	.free = bq_free,
+};

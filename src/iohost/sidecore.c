@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Sidecores: threads pinned to cores that poll the queues they own, run
- * the requests, and send the replies, without a system call while there is
+ * Sidecores: threads pinned to cores that poll the front-end endpoints
+ * they own (zerolink block queues, NBD connections), run the requests, and
+ * send the replies, without a system call while there is
  * work (but io_uring's submission, once per round when a file backend has
  * something to start).
  *
- * A round: take the commands of the inbox (queues to adopt); serve every
- * queue (bq_poll: requests in, started); submit the ring; reap its
+ * A round: take the commands of the inbox (endpoints to adopt); serve
+ * every endpoint (its poll: requests in, started); submit the ring; reap its
  * completions; hand finished requests to their front-ends (replies out).
  * After idle_us without work the sidecore arms every queue's channel (the
  * clients then kick its descriptor), and sleeps in epoll on those, on the
@@ -60,13 +61,13 @@ struct io_uring_sqe *sc_sqe(struct sidecore *sc)
 	return sqe;
 }
 
-void sc_post(struct sidecore *sc, enum sc_cmd_kind kind, struct bq *q)
+void sc_post(struct sidecore *sc, enum sc_cmd_kind kind, struct fe *f)
 {
 	struct sc_cmd *c = calloc(1, sizeof(*c));
 	if (!c)
 		abort(); /* a few bytes; nothing sensible to do without them */
 	c->kind = kind;
-	c->q = q;
+	c->f = f;
 	pthread_mutex_lock(&sc->inbox_lock);
 	struct sc_cmd **pp = &sc->inbox;
 	while (*pp)
@@ -79,29 +80,29 @@ void sc_post(struct sidecore *sc, enum sc_cmd_kind kind, struct bq *q)
 	(void)w; /* EAGAIN: the counter is full, the sidecore wakes anyway */
 }
 
-static void sc_add(struct sidecore *sc, struct bq *q)
+static void sc_add(struct sidecore *sc, struct fe *f)
 {
 	if (sc->nq == sc->capq) {
 		unsigned cap = sc->capq ? sc->capq * 2 : 16;
-		struct bq **n = realloc(sc->queues, cap * sizeof(*n));
+		struct fe **n = realloc(sc->fes, cap * sizeof(*n));
 		if (!n)
 			abort();
-		sc->queues = n;
+		sc->fes = n;
 		sc->capq = cap;
 	}
-	sc->queues[sc->nq++] = q;
-	zl_write_once(&q->sc, sc);
-	q->move_to = NULL;
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = q};
-	epoll_ctl(sc->ep, EPOLL_CTL_ADD, bq_fd(q), &ev);
+	sc->fes[sc->nq++] = f;
+	zl_write_once(&f->sc, sc);
+	f->move_to = NULL;
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = f};
+	epoll_ctl(sc->ep, EPOLL_CTL_ADD, f->ops->fd(f), &ev);
 	zl_write_once(&sc->nqueues, sc->nq);
 }
 
 static void sc_del(struct sidecore *sc, unsigned i)
 {
-	struct bq *q = sc->queues[i];
-	epoll_ctl(sc->ep, EPOLL_CTL_DEL, bq_fd(q), NULL);
-	sc->queues[i] = sc->queues[--sc->nq];
+	struct fe *f = sc->fes[i];
+	epoll_ctl(sc->ep, EPOLL_CTL_DEL, f->ops->fd(f), NULL);
+	sc->fes[i] = sc->fes[--sc->nq];
 	zl_write_once(&sc->nqueues, sc->nq);
 }
 
@@ -116,7 +117,7 @@ static bool sc_inbox(struct sidecore *sc)
 	while (c) {
 		struct sc_cmd *n = c->next;
 		if (c->kind == SC_ADOPT)
-			sc_add(sc, c->q);
+			sc_add(sc, c->f);
 		else if (c->kind == SC_STOP)
 			run = false;
 		free(c);
@@ -168,7 +169,7 @@ static void sc_sleep(struct sidecore *sc)
 	zl_write_once(&sc->sleeping, 1);
 	bool work = false;
 	for (unsigned i = 0; i < sc->nq && !work; i++)
-		if (bq_arm(sc->queues[i]))
+		if (sc->fes[i]->ops->arm(sc->fes[i]))
 			work = true;
 	if (!work && !zl_read_once(&sc->inbox) && !io_uring_cq_ready(&sc->ring) && !sc->done_head) {
 		struct epoll_event ev[16];
@@ -202,20 +203,20 @@ static void *sc_main(void *arg)
 		if (zl_read_once(&sc->inbox))
 			run = sc_inbox(sc) && run;
 		for (unsigned i = 0; i < sc->nq;) {
-			struct bq *q = sc->queues[i];
+			struct fe *f = sc->fes[i];
 			if (!run)
-				q->dead = true; /* stopping: finish what is in flight */
-			int n = bq_poll(q);
+				f->dead = true; /* stopping: finish what is in flight */
+			int n = f->ops->poll(f);
 			if (n < 0) {
 				sc_del(sc, i);
-				ioh_queue_gone(q);
+				ioh_fe_gone(f);
 				continue;
 			}
 			work += (unsigned)n;
-			struct sidecore *to = zl_read_once(&q->move_to);
-			if (to && to != sc && bq_idle(q)) {
+			struct sidecore *to = zl_read_once(&f->move_to);
+			if (to && to != sc && f->ops->idle(f)) {
 				sc_del(sc, i);
-				sc_post(to, SC_ADOPT, q);
+				sc_post(to, SC_ADOPT, f);
 				continue;
 			}
 			i++;
@@ -233,6 +234,10 @@ static void *sc_main(void *arg)
 			__atomic_fetch_add(&sc->busy_ns, t1 - t0, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&sc->reqs, work, __ATOMIC_RELAXED);
 			idle_since = t1;
+		} else if (sc->uring_inflight && t1 - idle_since < sc->idle_ns) {
+			/* the kernel's io_uring workers may be doing that I/O on
+			 * this core: give them the core rather than spin */
+			sched_yield();
 		} else if (t1 - idle_since >= sc->idle_ns && run) {
 			sc_sleep(sc);
 			idle_since = ioh_now_ns();
@@ -278,6 +283,6 @@ void sc_stop(struct sidecore *sc)
 	close(sc->ep);
 	close(sc->inbox_efd);
 	close(sc->ring_efd);
-	free(sc->queues);
+	free(sc->fes);
 	pthread_mutex_destroy(&sc->inbox_lock);
 }

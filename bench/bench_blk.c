@@ -1,0 +1,694 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zerolink bench, group "blk": block I/O on one RAM-backed file (tmpfs),
+ * through every path in the same run, alternately:
+ *
+ *   uring         io_uring in this process on the file (the ceiling)
+ *   fio-uring     fio's io_uring engine on the file (a cross-check of it)
+ *   zerolink      a block channel to a zerolink-iohost serving the file,
+ *                 reads as views of the I/O host's buffer, writes from pool
+ *                 buffers (zero-copy)
+ *   zerolink-nbd  the same device through the I/O host's NBD export (TCP
+ *                 loopback), with fio's nbd engine
+ *   nbdkit        nbdkit's file plugin over TCP loopback, fio's nbd engine
+ *   qemu-nbd      qemu-nbd over TCP loopback, fio's nbd engine
+ *   zerolink-crypt  the zerolink path through the AES-XTS-256 module
+ *
+ * Tests: 4 KiB random read and write at queue depth 1 and 32, 1 MiB
+ * sequential read and write at depth 8. Servers (the I/O host's sidecore,
+ * nbdkit, qemu-nbd) run on core A, clients on core B; the local paths run
+ * on core B alone. Queue-depth-1 latencies are per request, submission to
+ * completion (fio: its total latency, lat_ns, with --lat_percentiles).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <zerolink/blk.h>
+
+#include "bench.h"
+#include "cli.h"
+
+struct blk_test {
+	const char *name;
+	bool write, seq;
+	uint32_t bs;
+	unsigned qd;
+};
+
+static const struct blk_test tests[] = {
+	{"randread-qd1", false, false, 4096, 1},   {"randwrite-qd1", true, false, 4096, 1},
+	{"randread-qd32", false, false, 4096, 32}, {"randwrite-qd32", true, false, 4096, 32},
+	{"seqread-1m", false, true, 1 << 20, 8},   {"seqwrite-1m", true, true, 1 << 20, 8},
+};
+#define NTESTS (sizeof(tests) / sizeof(tests[0]))
+
+enum path { P_URING, P_FIO_URING, P_ZL, P_ZL_NBD, P_NBDKIT, P_QEMU_NBD, P_ZL_CRYPT, NPATHS };
+static const char *const path_name[NPATHS] = {
+	"uring", "fio-uring", "zerolink", "zerolink-nbd", "nbdkit", "qemu-nbd", "zerolink-crypt"};
+
+/* One run's outcome. */
+struct blk_out {
+	double iops;
+	double gbps;
+	double lat50, lat99, lat999; /* us, queue depth 1 */
+};
+
+static struct {
+	char dir[64];
+	char img[96];
+	uint64_t size;
+	pid_t ioh;
+	char control[100];
+	char dev[48], cdev[48];
+	int nbd_port;
+	struct zl_ctx *ctx;
+	struct zl_blk *blk[2]; /* plain, crypt */
+	pid_t nbdkit, qemu;
+	int nbdkit_port, qemu_port;
+	bool have_fio;
+} B;
+
+/* ---- latency samples ---- */
+
+struct lat {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static void lat_add(struct lat *l, uint64_t ns)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 65536;
+		uint64_t *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = ns;
+}
+
+static void lat_done(struct lat *l, struct blk_out *o)
+{
+	sort_u64(l->v, l->n);
+	o->lat50 = pct_u64(l->v, l->n, 0.5) / 1e3;
+	o->lat99 = pct_u64(l->v, l->n, 0.99) / 1e3;
+	o->lat999 = pct_u64(l->v, l->n, 0.999) / 1e3;
+	free(l->v);
+	*l = (struct lat){0};
+}
+
+/* ---- offsets ---- */
+
+struct offgen {
+	uint64_t x, next, blocks;
+	uint32_t bs;
+	bool seq;
+};
+
+static uint64_t off_next(struct offgen *g)
+{
+	if (g->seq) {
+		uint64_t o = g->next;
+		g->next = (g->next + g->bs) % (g->blocks * g->bs);
+		return o;
+	}
+	g->x ^= g->x << 13;
+	g->x ^= g->x >> 7;
+	g->x ^= g->x << 17;
+	return (g->x % g->blocks) * g->bs;
+}
+
+static void run_done(const struct blk_test *t, uint64_t ops, uint64_t ns, struct lat *l,
+		     struct blk_out *o)
+{
+	o->iops = (double)ops * 1e9 / (double)ns;
+	o->gbps = o->iops * t->bs / 1e9;
+	if (t->qd == 1)
+		lat_done(l, o);
+	else
+		free(l->v);
+}
+
+/* ---- local io_uring: the ceiling ---- */
+
+static int run_uring(const struct blk_test *t, double secs, struct blk_out *o)
+{
+	int fd = open(B.img, O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (fd < 0)
+		fd = open(B.img, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct io_uring ring;
+	int err = io_uring_queue_init(64, &ring, 0);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	char *buf;
+	if (posix_memalign((void **)&buf, 4096, (size_t)t->bs * t->qd)) {
+		io_uring_queue_exit(&ring);
+		close(fd);
+		return -ENOMEM;
+	}
+	memset(buf, 0x5a, (size_t)t->bs * t->qd);
+	unsigned freel[64], nfree = 0;
+	uint64_t t_sub[64];
+	for (unsigned i = 0; i < t->qd; i++)
+		freel[nfree++] = i;
+	struct offgen g = {
+		.x = 88172645463325252ull, .blocks = B.size / t->bs, .bs = t->bs, .seq = t->seq};
+	struct lat l = {0};
+	uint64_t ops = 0, start = now_ns(), end = start + (uint64_t)(secs * 1e9);
+	bool stop = false;
+	unsigned inflight = 0;
+	while (!stop || inflight) {
+		while (!stop && nfree) {
+			unsigned s = freel[--nfree];
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+			if (t->write)
+				io_uring_prep_write(sqe, fd, buf + (size_t)s * t->bs, t->bs,
+						    off_next(&g));
+			else
+				io_uring_prep_read(sqe, fd, buf + (size_t)s * t->bs, t->bs,
+						   off_next(&g));
+			io_uring_sqe_set_data64(sqe, s);
+			t_sub[s] = now_ns();
+			inflight++;
+		}
+		int r = io_uring_submit_and_wait(&ring, 1);
+		if (r < 0 && r != -EINTR) {
+			err = r;
+			break;
+		}
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		uint64_t now = now_ns();
+		io_uring_for_each_cqe(&ring, head, cqe)
+		{
+			unsigned s = (unsigned)io_uring_cqe_get_data64(cqe);
+			if (cqe->res != (int)t->bs && !err)
+				err = cqe->res < 0 ? cqe->res : -EIO;
+			if (t->qd == 1)
+				lat_add(&l, now - t_sub[s]);
+			freel[nfree++] = s;
+			inflight--;
+			ops++;
+			seen++;
+		}
+		io_uring_cq_advance(&ring, seen);
+		if (now >= end || err)
+			stop = true;
+	}
+	run_done(t, ops, now_ns() - start, &l, o);
+	free(buf);
+	io_uring_queue_exit(&ring);
+	close(fd);
+	return err;
+}
+
+/* ---- zerolink block channel ---- */
+
+static int run_zl(struct zl_blk *dev, const struct blk_test *t, double secs, struct blk_out *o)
+{
+	struct zl_blk_queue *q = zl_blk_queue(dev, 0);
+	struct offgen g = {
+		.x = 88172645463325252ull, .blocks = B.size / t->bs, .bs = t->bs, .seq = t->seq};
+	struct lat l = {0};
+	struct zl_blk_req r[32];
+	struct zl_blk_cpl c[32];
+	uint64_t ops = 0, start = now_ns(), end = start + (uint64_t)(secs * 1e9);
+	bool stop = false;
+	unsigned inflight = 0;
+	int err = 0;
+	while (!stop || inflight) {
+		unsigned k = 0;
+		while (!stop && inflight + k < t->qd) {
+			r[k] = (struct zl_blk_req){
+				.op = t->write ? ZL_BLK_OP_WRITE : ZL_BLK_OP_READ,
+				.len = t->bs,
+				.offset = off_next(&g),
+				.user_data = now_ns(),
+			};
+			if (t->write && (err = zl_blk_buf_alloc(q, t->bs, &r[k].buf)))
+				break;
+			k++;
+		}
+		if (err && err != -ENOBUFS)
+			break;
+		err = 0;
+		unsigned sent = 0;
+		while (sent < k) {
+			int n = zl_blk_submit(q, r + sent, k - sent, 0);
+			if (n < 0) {
+				err = n;
+				break;
+			}
+			sent += (unsigned)n;
+		}
+		if (err) {
+			for (unsigned i = sent; i < k; i++)
+				if (r[i].buf.pool)
+					zl_buf_free(&r[i].buf);
+			break;
+		}
+		inflight += k;
+		int n = zl_blk_reap(q, c, 32, 0);
+		if (n < 0) {
+			err = n;
+			break;
+		}
+		uint64_t now = now_ns();
+		for (int i = 0; i < n; i++) {
+			if (c[i].status && !err)
+				err = c[i].status;
+			if (t->qd == 1)
+				lat_add(&l, now - c[i].user_data);
+			zl_blk_cpl_release(q, &c[i]);
+		}
+		inflight -= (unsigned)n;
+		ops += (unsigned)n;
+		if (now >= end || err)
+			stop = true;
+	}
+	run_done(t, ops, now_ns() - start, &l, o);
+	return err;
+}
+
+/* ---- fio ---- */
+
+/* The number after "key" : in text (from p on), or NAN. */
+static double json_num(const char *p, const char *key)
+{
+	char k[64];
+	snprintf(k, sizeof(k), "\"%s\" :", key);
+	const char *q = p ? strstr(p, k) : NULL;
+	if (!q)
+		return NAN;
+	char *e;
+	double v = strtod(q + strlen(k), &e);
+	return e == q + strlen(k) ? NAN : v;
+}
+
+static int run_fio(enum path p, const struct blk_test *t, double secs, struct blk_out *o)
+{
+	char bs[16], qd[16], rt[32], sz[32], uri[128], out[128];
+	snprintf(bs, sizeof(bs), "%u", t->bs);
+	snprintf(qd, sizeof(qd), "%u", t->qd);
+	snprintf(rt, sizeof(rt), "%dms", (int)(secs * 1000));
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)B.size);
+	snprintf(out, sizeof(out), "%s/fio.json", B.dir);
+	int port = p == P_ZL_NBD ? B.nbd_port : p == P_NBDKIT ? B.nbdkit_port : B.qemu_port;
+	snprintf(uri, sizeof(uri), "nbd://127.0.0.1:%d/%s", port, p == P_ZL_NBD ? B.dev : "");
+	const char *rw =
+		t->seq ? (t->write ? "write" : "read") : (t->write ? "randwrite" : "randread");
+	char rwa[32], bsa[32], qda[32], rta[48], sza[48], uria[160], fna[128];
+	snprintf(rwa, sizeof(rwa), "--rw=%s", rw);
+	snprintf(bsa, sizeof(bsa), "--bs=%s", bs);
+	snprintf(qda, sizeof(qda), "--iodepth=%s", qd);
+	snprintf(rta, sizeof(rta), "--runtime=%s", rt);
+	snprintf(sza, sizeof(sza), "--size=%s", sz);
+	snprintf(uria, sizeof(uria), "--uri=%s", uri);
+	snprintf(fna, sizeof(fna), "--filename=%s", B.img);
+	const char *argv[24];
+	int n = 0;
+	argv[n++] = "fio";
+	argv[n++] = "--name=blk";
+	if (p == P_FIO_URING) {
+		argv[n++] = "--ioengine=io_uring";
+		argv[n++] = fna;
+		argv[n++] = "--direct=1";
+	} else {
+		argv[n++] = "--ioengine=nbd";
+		argv[n++] = uria;
+	}
+	argv[n++] = rwa;
+	argv[n++] = bsa;
+	argv[n++] = qda;
+	argv[n++] = "--time_based";
+	argv[n++] = rta;
+	argv[n++] = sza;
+	argv[n++] = "--norandommap";
+	argv[n++] = "--randrepeat=0";
+	argv[n++] = "--lat_percentiles=1";
+	argv[n++] = "--output-format=json";
+	argv[n] = NULL;
+	int st = proc_run(argv, false, out, 30 + (int)secs);
+	char *txt = slurp(out);
+	if (st != 0 || !txt) {
+		if (txt && strstr(txt, "error"))
+			fprintf(stderr, "bench blk: fio (%s) failed; see %s\n", path_name[p], out);
+		free(txt);
+		return -EIO;
+	}
+	const char *sec = strstr(txt, t->write ? "\"write\" :" : "\"read\" :");
+	o->iops = json_num(sec, "iops");
+	o->gbps = o->iops * t->bs / 1e9;
+	/* submission to completion, as ours (with io_uring on tmpfs the copy
+	 * happens at submission: fio's clat would leave it out) */
+	const char *lat = sec ? strstr(sec, "\"lat_ns\" :") : NULL;
+	o->lat50 = json_num(lat, "50.000000") / 1e3;
+	o->lat99 = json_num(lat, "99.000000") / 1e3;
+	o->lat999 = json_num(lat, "99.900000") / 1e3;
+	double errs = json_num(txt, "error");
+	free(txt);
+	return isnan(o->iops) || o->iops <= 0 || (!isnan(errs) && errs != 0) ? -EIO : 0;
+}
+
+/* ---- set-up ---- */
+
+static bool control_answers(void)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", B.control);
+	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+static int start_iohost(void)
+{
+	char prog[4096], sc[16], d0[256], nbd[32];
+	cli_iohost_path(prog, sizeof(prog));
+	snprintf(B.control, sizeof(B.control), "%s/iohost.sock", B.dir);
+	snprintf(sc, sizeof(sc), "%d", bo.cpu[0]);
+	snprintf(B.dev, sizeof(B.dev), "bench-%d", (int)getpid());
+	snprintf(B.cdev, sizeof(B.cdev), "bench-crypt-%d", (int)getpid());
+	/* users=*: the NBD export over TCP, which carries no credentials */
+	snprintf(d0, sizeof(d0), "%s:backend=file,path=%s,users=*", B.dev, B.img);
+	B.nbd_port = port_new();
+	snprintf(nbd, sizeof(nbd), "127.0.0.1:%d", B.nbd_port);
+	const char *argv[] = {prog,       "--control", B.control, "--sidecores", sc,
+			      "--device", d0,          "--nbd",   nbd,           NULL};
+	B.ioh = proc_spawn(argv, false, 0, NULL);
+	for (int i = 0; i < 500; i++) {
+		if (control_answers())
+			return 0;
+		if (waitpid(B.ioh, NULL, WNOHANG) == B.ioh) {
+			B.ioh = 0;
+			return -1;
+		}
+		usleep(10000);
+	}
+	return -1;
+}
+
+static pid_t start_nbd_server(enum path p, int *port)
+{
+	char ps[16];
+	*port = port_new();
+	snprintf(ps, sizeof(ps), "%d", *port);
+	pid_t pid;
+	if (p == P_NBDKIT) {
+		const char *argv[] = {"nbdkit", "-f",   "-i",  "127.0.0.1", "-p",
+				      ps,       "file", B.img, NULL};
+		pid = proc_spawn(argv, false, 0, NULL);
+	} else {
+		const char *argv[] = {
+			"qemu-nbd", "-f", "raw", "-b",           "127.0.0.1",      "-p",  ps,
+			"-t",       "-e", "4",   "--cache=none", "--aio=io_uring", B.img, NULL};
+		pid = proc_spawn(argv, false, 0, NULL);
+	}
+	if (!port_wait(*port, pid)) {
+		proc_stop(pid);
+		return 0;
+	}
+	return pid;
+}
+
+static int make_image(uint64_t size)
+{
+	snprintf(B.dir, sizeof(B.dir), "/tmp/zl-bench-blk.XXXXXX");
+	if (!mkdtemp(B.dir))
+		return -errno;
+	snprintf(B.img, sizeof(B.img), "/dev/shm/zl-bench-blk-%d.img", (int)getpid());
+	int fd = open(B.img, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	/* written through, so that reads find data, not holes */
+	size_t chunk = 1 << 20;
+	char *b = malloc(chunk);
+	if (!b) {
+		close(fd);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < chunk; i++)
+		b[i] = (char)(i * 131 + 7);
+	int err = 0;
+	for (uint64_t off = 0; off < size && !err; off += chunk)
+		if (pwrite(fd, b, chunk, (off_t)off) != (ssize_t)chunk)
+			err = -errno;
+	free(b);
+	close(fd);
+	B.size = size;
+	return err;
+}
+
+static void teardown(void)
+{
+	for (int i = 0; i < 2; i++)
+		if (B.blk[i])
+			zl_blk_close(B.blk[i]);
+	if (B.ctx)
+		zl_ctx_close(B.ctx);
+	proc_stop(B.ioh);
+	proc_stop(B.nbdkit);
+	proc_stop(B.qemu);
+	unlink(B.img);
+	char p[160];
+	snprintf(p, sizeof(p), "%s/fio.json", B.dir);
+	unlink(p);
+	rmdir(B.dir);
+	memset(&B, 0, sizeof(B));
+}
+
+static bool path_on(enum path p)
+{
+	if (!path_wanted(path_name[p]))
+		return false;
+	switch (p) {
+	case P_URING:
+		return true;
+	case P_FIO_URING:
+		return B.have_fio;
+	case P_ZL:
+		return B.blk[0] != NULL;
+	case P_ZL_CRYPT:
+		return B.blk[1] != NULL;
+	case P_ZL_NBD:
+		return B.have_fio && B.ioh && B.nbd_port;
+	case P_NBDKIT:
+		return B.have_fio && B.nbdkit;
+	case P_QEMU_NBD:
+		return B.have_fio && B.qemu;
+	default:
+		return false;
+	}
+}
+
+static int run_one(enum path p, const struct blk_test *t, double secs, struct blk_out *o)
+{
+	memset(o, 0, sizeof(*o));
+	switch (p) {
+	case P_URING:
+		return run_uring(t, secs, o);
+	case P_ZL:
+		return run_zl(B.blk[0], t, secs, o);
+	case P_ZL_CRYPT:
+		return run_zl(B.blk[1], t, secs, o);
+	default:
+		return run_fio(p, t, secs, o);
+	}
+}
+
+#define RUNS_MAX 7
+
+void bench_blk(void)
+{
+	uint64_t size = bo.quick ? 256ull << 20 : 1ull << 30;
+	int err = make_image(size);
+	if (err) {
+		printf("blk: cannot make the image in /dev/shm: %s; skipped\n", strerror(-err));
+		teardown();
+		return;
+	}
+	B.have_fio = prog_have("fio");
+	if (!B.have_fio)
+		printf("blk: fio is not installed (apt-get install fio): the NBD paths are "
+		       "skipped\n");
+	struct zl_ctx_opts co = {.name = "bench-blk"};
+	if ((err = zl_ctx_open(&B.ctx, &co))) {
+		printf("blk: zl_ctx_open: %s; skipped\n", strerror(-err));
+		teardown();
+		return;
+	}
+	if (start_iohost())
+		printf("blk: zerolink-iohost did not start; the zerolink paths are skipped\n");
+	struct zl_blk_opts bopt = {.queues = 1, .depth = 32, .spin_ns = 50000000};
+	if (B.ioh && (err = zl_blk_open(B.ctx, B.dev, &bopt, &B.blk[0])))
+		printf("blk: zl_blk_open: %s\n", strerror(-err));
+	if (B.have_fio && prog_have("nbdkit") && path_wanted("nbdkit"))
+		B.nbdkit = start_nbd_server(P_NBDKIT, &B.nbdkit_port);
+	if (B.have_fio && prog_have("qemu-nbd") && path_wanted("qemu-nbd"))
+		B.qemu = start_nbd_server(P_QEMU_NBD, &B.qemu_port);
+	pin_to(1);
+	int runs = bo.quick ? 1 : 5;
+	double secs = bo.quick ? 0.3 : 1.0;
+	for (size_t ti = 0; ti < NTESTS; ti++) {
+		const struct blk_test *t = &tests[ti];
+		struct blk_out o[NPATHS][RUNS_MAX];
+		int ok[NPATHS] = {0};
+		for (int r = 0; r < runs; r++) {
+			for (int p = 0; p < NPATHS; p++) {
+				if (!path_on((enum path)p))
+					continue;
+				progress("blk %s, %s, run %d/%d", t->name, path_name[p], r + 1,
+					 runs);
+				int e = run_one((enum path)p, t, secs, &o[p][ok[p]]);
+				if (e)
+					fprintf(stderr, "\nbench blk: %s %s: %s\n", path_name[p],
+						t->name, strerror(-e));
+				else
+					ok[p]++;
+			}
+		}
+		char test[24];
+		snprintf(test, sizeof(test), "blk-%s", t->name);
+		for (int p = 0; p < NPATHS; p++) {
+			if (!ok[p])
+				continue;
+			double v[RUNS_MAX], a[RUNS_MAX], b[RUNS_MAX], c[RUNS_MAX];
+			for (int i = 0; i < ok[p]; i++)
+				v[i] = o[p][i].iops / 1e3;
+			result_add(path_name[p], test, t->bs, "iops", "kIOPS", median_d(v, ok[p]),
+				   0, 0);
+			for (int i = 0; i < ok[p]; i++)
+				v[i] = o[p][i].gbps;
+			result_add(path_name[p], test, t->bs, "throughput", "GB/s",
+				   median_d(v, ok[p]), 0, 0);
+			if (t->qd == 1) {
+				for (int i = 0; i < ok[p]; i++) {
+					a[i] = o[p][i].lat50;
+					b[i] = o[p][i].lat99;
+					c[i] = o[p][i].lat999;
+				}
+				result_add(path_name[p], test, t->bs, "latency", "us",
+					   median_d(a, ok[p]), median_d(b, ok[p]),
+					   median_d(c, ok[p]));
+			}
+		}
+	}
+	teardown();
+}
+
+/* ---- report ---- */
+
+static double bval(const char *path, const char *test, const char *metric)
+{
+	char tn[32];
+	snprintf(tn, sizeof(tn), "blk-%s", test);
+	for (size_t i = 0; i < result_count(); i++) {
+		const struct result *r = result_at(i);
+		if (!strcmp(r->path, path) && !strcmp(r->test, tn) && !strcmp(r->metric, metric))
+			return r->median;
+	}
+	return NAN;
+}
+
+void report_blk(void)
+{
+	bool any = false;
+	for (size_t i = 0; i < result_count() && !any; i++)
+		any = strncmp(result_at(i)->test, "blk-", 4) == 0;
+	if (!any)
+		return;
+	printf("\nblock I/O on a RAM-backed file (k IOPS; GB/s for 1 MiB; us for QD1 latency)\n");
+	printf("  %-22s", "");
+	for (int p = 0; p < NPATHS; p++)
+		printf(" %13s", path_name[p]);
+	printf("\n");
+	for (size_t ti = 0; ti < NTESTS; ti++) {
+		const struct blk_test *t = &tests[ti];
+		const char *metric = t->bs >= (1u << 20) ? "throughput" : "iops";
+		printf("  %-22s", t->name);
+		for (int p = 0; p < NPATHS; p++) {
+			double v = bval(path_name[p], t->name, metric);
+			if (isnan(v))
+				printf(" %13s", "-");
+			else
+				printf(" %13.2f", v);
+		}
+		printf("\n");
+		if (t->qd == 1) {
+			printf("  %-22s", "  latency p50");
+			for (int p = 0; p < NPATHS; p++) {
+				double v = bval(path_name[p], t->name, "latency");
+				if (isnan(v))
+					printf(" %13s", "-");
+				else
+					printf(" %13.2f", v);
+			}
+			printf("\n");
+		}
+	}
+}
+
+/* The better (higher IOPS) of the two NBD servers people use today. */
+static double nbd_best(const char *test)
+{
+	double a = bval("nbdkit", test, "iops"), b = bval("qemu-nbd", test, "iops");
+	if (isnan(a))
+		return b;
+	if (isnan(b))
+		return a;
+	return a > b ? a : b;
+}
+
+void ratios_blk(void (*target)(const char *, double, double, bool))
+{
+	if (isnan(bval("uring", "randread-qd1", "iops")))
+		return;
+	target("blk 4K QD1 read latency, zerolink / local io_uring",
+	       bval("zerolink", "randread-qd1", "latency") /
+		       bval("uring", "randread-qd1", "latency"),
+	       1.5, true);
+	target("blk 4K QD32 read IOPS, zerolink / local io_uring",
+	       bval("zerolink", "randread-qd32", "iops") / bval("uring", "randread-qd32", "iops"),
+	       0.8, false);
+	target("blk 4K QD32 write IOPS, zerolink / local io_uring",
+	       bval("zerolink", "randwrite-qd32", "iops") / bval("uring", "randwrite-qd32", "iops"),
+	       0.8, false);
+	target("blk 4K QD32 read IOPS, zerolink / best NBD (TCP)",
+	       bval("zerolink", "randread-qd32", "iops") / nbd_best("randread-qd32"), 3, false);
+	target("blk 4K QD32 write IOPS, zerolink / best NBD (TCP)",
+	       bval("zerolink", "randwrite-qd32", "iops") / nbd_best("randwrite-qd32"), 3, false);
+	target("blk 1M seq read, zerolink / local io_uring",
+	       bval("zerolink", "seqread-1m", "throughput") /
+		       bval("uring", "seqread-1m", "throughput"),
+	       0.8, false);
+	target("blk 1M seq write, zerolink / local io_uring",
+	       bval("zerolink", "seqwrite-1m", "throughput") /
+		       bval("uring", "seqwrite-1m", "throughput"),
+	       0.8, false);
+	target("blk 1M seq read, AES-XTS cost (1 - crypt / plain)",
+	       1 - bval("zerolink-crypt", "seqread-1m", "throughput") /
+			       bval("zerolink", "seqread-1m", "throughput"),
+	       0.3, true);
+	target("blk 1M seq write, AES-XTS cost (1 - crypt / plain)",
+	       1 - bval("zerolink-crypt", "seqwrite-1m", "throughput") /
+			       bval("zerolink", "seqwrite-1m", "throughput"),
+	       0.3, true);
+}
