@@ -66,7 +66,7 @@ struct blk_out {
 
 static struct {
 	char dir[64];
-	char img[96];
+	char img[96], cimg[96], ckey[96]; /* the plain device's; the encrypted one's and its key */
 	uint64_t size;
 	pid_t ioh;
 	char control[100];
@@ -381,7 +381,7 @@ static bool control_answers(void)
 
 static int start_iohost(void)
 {
-	char prog[4096], sc[16], d0[256], nbd[32];
+	char prog[4096], sc[16], d0[256], d1[320], nbd[32];
 	cli_iohost_path(prog, sizeof(prog));
 	snprintf(B.control, sizeof(B.control), "%s/iohost.sock", B.dir);
 	snprintf(sc, sizeof(sc), "%d", bo.cpu[0]);
@@ -389,10 +389,13 @@ static int start_iohost(void)
 	snprintf(B.cdev, sizeof(B.cdev), "bench-crypt-%d", (int)getpid());
 	/* users=*: the NBD export over TCP, which carries no credentials */
 	snprintf(d0, sizeof(d0), "%s:backend=file,path=%s,users=*", B.dev, B.img);
+	/* the same, encrypted (AES-XTS-256), on an image of its own */
+	snprintf(d1, sizeof(d1), "%s:backend=file,path=%s,modules=crypt,crypt_key=%s", B.cdev,
+		 B.cimg, B.ckey);
 	B.nbd_port = port_new();
 	snprintf(nbd, sizeof(nbd), "127.0.0.1:%d", B.nbd_port);
-	const char *argv[] = {prog,       "--control", B.control, "--sidecores", sc,
-			      "--device", d0,          "--nbd",   nbd,           NULL};
+	const char *argv[] = {prog, "--control", B.control, "--sidecores", sc,  "--device",
+			      d0,   "--device",  d1,        "--nbd",       nbd, NULL};
 	B.ioh = proc_spawn(argv, false, 0, NULL);
 	for (int i = 0; i < 500; i++) {
 		if (control_answers())
@@ -429,16 +432,13 @@ static pid_t start_nbd_server(enum path p, int *port)
 	return pid;
 }
 
-static int make_image(uint64_t size)
+/* A file of size bytes in /dev/shm, written through, so that reads find
+ * data, not holes. */
+static int fill_file(const char *path, uint64_t size)
 {
-	snprintf(B.dir, sizeof(B.dir), "/tmp/zl-bench-blk.XXXXXX");
-	if (!mkdtemp(B.dir))
-		return -errno;
-	snprintf(B.img, sizeof(B.img), "/dev/shm/zl-bench-blk-%d.img", (int)getpid());
-	int fd = open(B.img, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	/* written through, so that reads find data, not holes */
 	size_t chunk = 1 << 20;
 	char *b = malloc(chunk);
 	if (!b) {
@@ -453,8 +453,31 @@ static int make_image(uint64_t size)
 			err = -errno;
 	free(b);
 	close(fd);
-	B.size = size;
 	return err;
+}
+
+static int make_image(uint64_t size)
+{
+	snprintf(B.dir, sizeof(B.dir), "/tmp/zl-bench-blk.XXXXXX");
+	if (!mkdtemp(B.dir))
+		return -errno;
+	snprintf(B.img, sizeof(B.img), "/dev/shm/zl-bench-blk-%d.img", (int)getpid());
+	snprintf(B.cimg, sizeof(B.cimg), "/dev/shm/zl-bench-blk-%d.crypt.img", (int)getpid());
+	snprintf(B.ckey, sizeof(B.ckey), "%s/key", B.dir);
+	B.size = size;
+	/* a key of 64 bytes that are not all the same */
+	unsigned char key[64];
+	for (int i = 0; i < 64; i++)
+		key[i] = (unsigned char)(i * 37 + 11);
+	int fd = open(B.ckey, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, key, sizeof(key)) != (ssize_t)sizeof(key)) {
+		if (fd >= 0)
+			close(fd);
+		return -EIO;
+	}
+	close(fd);
+	int err = fill_file(B.img, size);
+	return err ? err : fill_file(B.cimg, size);
 }
 
 static void teardown(void)
@@ -468,6 +491,8 @@ static void teardown(void)
 	proc_stop(B.nbdkit);
 	proc_stop(B.qemu);
 	unlink(B.img);
+	unlink(B.cimg);
+	unlink(B.ckey);
 	char p[160];
 	snprintf(p, sizeof(p), "%s/fio.json", B.dir);
 	unlink(p);
@@ -540,6 +565,9 @@ void bench_blk(void)
 	struct zl_blk_opts bopt = {.queues = 1, .depth = 32, .spin_ns = 50000000};
 	if (B.ioh && (err = zl_blk_open(B.ctx, B.dev, &bopt, &B.blk[0])))
 		printf("blk: zl_blk_open: %s\n", strerror(-err));
+	if (B.ioh && path_wanted("zerolink-crypt") &&
+	    (err = zl_blk_open(B.ctx, B.cdev, &bopt, &B.blk[1])))
+		printf("blk: zl_blk_open (crypt): %s\n", strerror(-err));
 	if (B.have_fio && prog_have("nbdkit") && path_wanted("nbdkit"))
 		B.nbdkit = start_nbd_server(P_NBDKIT, &B.nbdkit_port);
 	if (B.have_fio && prog_have("qemu-nbd") && path_wanted("qemu-nbd"))
@@ -547,8 +575,13 @@ void bench_blk(void)
 	pin_to(1);
 	int runs = bo.quick ? 1 : 5;
 	double secs = bo.quick ? 0.3 : 1.0;
+	/* ZEROLINK_BENCH_BLK_TESTS=randread-qd32,...: only these tests (for
+	 * profiling one of them) */
+	const char *only = getenv("ZEROLINK_BENCH_BLK_TESTS");
 	for (size_t ti = 0; ti < NTESTS; ti++) {
 		const struct blk_test *t = &tests[ti];
+		if (only && !strstr(only, t->name))
+			continue;
 		struct blk_out o[NPATHS][RUNS_MAX];
 		int ok[NPATHS] = {0};
 		for (int r = 0; r < runs; r++) {

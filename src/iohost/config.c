@@ -4,7 +4,7 @@
  *
  *   [iohost]              sidecores, pin, idle_us, balance_ms, control, nbd
  *   [device NAME]         backend, path, size, block_size, direct, inline, readonly,
- *                         users, groups, queue_depth, nbd
+ *                         users, groups, queue_depth, nbd, modules, crypt_key
  *
  * The same "key = value" pairs describe a device added at run time
  * (`zerolink iohost add NAME key=value ...`).
@@ -184,6 +184,33 @@ int devconf_set(struct devconf *d, const char *key, const char *val, char *err, 
 		r = parse_u32(val, 1, 1024, &d->max_depth);
 	} else if (!strcmp(key, "nbd")) {
 		r = parse_bool(val, &d->nbd);
+	} else if (!strcmp(key, "modules")) {
+		char buf[128];
+		snprintf(buf, sizeof(buf), "%s", val);
+		d->nmods = 0;
+		/* "meter,crypt", or "meter+crypt" where commas separate keys */
+		for (char *save = NULL, *t = strtok_r(buf, ", +", &save); t;
+		     t = strtok_r(NULL, ", +", &save)) {
+			if (!mod_find(t)) {
+				snprintf(err, errlen, "unknown module '%s' (crypt, meter, ro)", t);
+				return -EINVAL;
+			}
+			for (unsigned i = 0; i < d->nmods; i++)
+				if (!strcmp(d->mods[i], t)) {
+					snprintf(err, errlen, "module '%s' given twice", t);
+					return -EINVAL;
+				}
+			if (d->nmods == IOH_MAX_MODS) {
+				snprintf(err, errlen, "at most %d modules", IOH_MAX_MODS);
+				return -EINVAL;
+			}
+			snprintf(d->mods[d->nmods++], sizeof(d->mods[0]), "%s", t);
+		}
+	} else if (!strcmp(key, "crypt_key")) {
+		if (strlen(val) >= sizeof(d->crypt_key))
+			r = -ENAMETOOLONG;
+		else
+			snprintf(d->crypt_key, sizeof(d->crypt_key), "%s", val);
 	} else {
 		snprintf(err, errlen, "unknown device key '%s'", key);
 		return -EINVAL;

@@ -22,12 +22,7 @@
 #include "../lib/barrier.h"
 #include "iohost.h"
 
-struct out {
-	char *buf;
-	size_t len, cap;
-};
-
-static void outf(struct out *o, const char *fmt, ...)
+void outf(struct out *o, const char *fmt, ...)
 {
 	va_list ap;
 	for (;;) {
@@ -93,6 +88,8 @@ static void cmd_ls(struct out *o)
 		     (unsigned long long)zl_read_once(&d->st.bytes_read),
 		     (unsigned long long)zl_read_once(&d->st.bytes_written),
 		     (unsigned long long)zl_read_once(&d->st.errors));
+		for (unsigned i = 0; i < d->nmods; i++)
+			d->mods[i]->report(d->mod_state[i], d, o, false);
 	}
 	outf(o, "queues\n  %-8s %-16s %-8s %-22s %6s %-8s %6s %12s %14s\n", "id", "device", "kind",
 	     "peer", "uid", "sidecore", "depth", "requests", "bytes");
@@ -140,6 +137,27 @@ static void cmd_prom(struct out *o)
 			n += q->dev == d;
 		outf(o, "zerolink_iohost_queues{device=\"%s\"} %u\n", d->conf.name, n);
 	}
+	outf(o,
+	     "# HELP zerolink_iohost_tenant_requests_total Requests of a tenant (module meter).\n"
+	     "# TYPE zerolink_iohost_tenant_requests_total counter\n"
+	     "# HELP zerolink_iohost_tenant_bytes_total Bytes of a tenant (module meter).\n"
+	     "# TYPE zerolink_iohost_tenant_bytes_total counter\n"
+	     "# HELP zerolink_iohost_tenant_errors_total Failed requests of a tenant.\n"
+	     "# TYPE zerolink_iohost_tenant_errors_total counter\n"
+	     "# HELP zerolink_iohost_tenant_latency_seconds Device latency of a tenant's "
+	     "requests.\n"
+	     "# TYPE zerolink_iohost_tenant_latency_seconds histogram\n"
+	     "# HELP zerolink_iohost_crypt_bytes_total Bytes encrypted and decrypted (module "
+	     "crypt).\n"
+	     "# TYPE zerolink_iohost_crypt_bytes_total counter\n"
+	     "# HELP zerolink_iohost_crypt_failures_total Units that failed to encrypt or "
+	     "decrypt.\n"
+	     "# TYPE zerolink_iohost_crypt_failures_total counter\n"
+	     "# HELP zerolink_iohost_write_protected A device behind module ro.\n"
+	     "# TYPE zerolink_iohost_write_protected gauge\n");
+	for (struct device *d = ioh->devs; d; d = d->next)
+		for (unsigned i = 0; i < d->nmods; i++)
+			d->mods[i]->report(d->mod_state[i], d, o, true);
 	pthread_mutex_unlock(&ioh->lock);
 	outf(o, "# HELP zerolink_iohost_sidecore_busy_seconds_total Time a sidecore spent on "
 		"rounds that found work.\n"

@@ -33,6 +33,11 @@ int dev_create(const struct devconf *c, struct device **out, char *err, size_t e
 	}
 	if (c->readonly)
 		d->flags |= ZL_BLK_INFO_RO;
+	if ((r = mods_open(d, err, errlen))) {
+		d->be->close(d);
+		free(d);
+		return r;
+	}
 	*out = d;
 	return 0;
 }
@@ -50,6 +55,7 @@ void dev_put(struct device *d)
 	 * last reference frees it. */
 	if (__atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL))
 		return;
+	mods_close(d);
 	d->be->close(d);
 	free(d);
 }
@@ -93,11 +99,32 @@ int dev_check(const struct device *d, const struct ioreq *r)
 
 void dev_submit(struct sidecore *sc, struct ioreq *r)
 {
+	struct device *d = r->dev;
 	r->sc = sc;
 	r->done_bytes = 0;
 	r->bounce = NULL;
 	r->t_start = ioh_now_ns();
-	r->dev->be->submit(sc, r);
+	for (r->mods_run = 0; r->mods_run < d->nmods;) {
+		unsigned i = r->mods_run;
+		int32_t st = d->mods[i]->submit(d->mod_state[i], r);
+		if (st) {
+			r->status = st;
+			sc_complete(sc, r);
+			return;
+		}
+		r->mods_run = (uint8_t)(i + 1);
+	}
+	d->be->submit(sc, r);
+}
+
+void dev_finish(struct ioreq *r)
+{
+	struct device *d = r->dev;
+	while (r->mods_run) {
+		unsigned i = --r->mods_run;
+		d->mods[i]->complete(d->mod_state[i], r);
+	}
+	dev_account(r);
 }
 
 /* Called by sc_complete() before the front-end sees the result. */

@@ -30,6 +30,7 @@
 #define IOH_NAME_MAX 48
 #define IOH_MAX_SIDECORES 64
 #define IOH_MAX_SEGS 16
+#define IOH_MAX_MODS 4
 
 struct device;
 struct sidecore;
@@ -54,6 +55,10 @@ struct devconf {
 	unsigned nuids, ngids;
 	uint32_t max_depth; /* per queue */
 	bool nbd;           /* offered on the NBD listeners */
+	/* the interposition chain, nearest the client first */
+	char mods[IOH_MAX_MODS][16];
+	unsigned nmods;
+	char crypt_key[256]; /* crypt: the key file (64 bytes) */
 };
 
 struct hostconf {
@@ -105,7 +110,10 @@ struct ioreq {
 	struct sidecore *sc;
 	void (*done)(struct ioreq *r); /* the front-end's completion */
 	void *owner;                   /* front-end's */
+	struct fe *fe;                 /* who asked (its uid is the tenant) */
 	unsigned fe_flags;             /* front-end's */
+	uint8_t mods_run;              /* modules whose submit hook ran */
+	void *mod_buf;                 /* a module's buffer for this request */
 	struct ioreq *next;
 };
 
@@ -122,6 +130,34 @@ struct backend_ops {
 };
 
 extern const struct backend_ops backend_null, backend_ram, backend_file;
+
+/* ---- interposition modules (mod*.c) ---- */
+
+/* The text of a control answer (ctl.c). */
+struct out {
+	char *buf;
+	size_t len, cap;
+};
+void outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+struct mod_ops {
+	const char *name;
+	/* On device d (its keys in d->conf; it may change d->flags). */
+	int (*open)(struct device *d, void **state, char *err, size_t errlen);
+	void (*close)(void *state);
+	/* On the way to the backend (sidecore thread): 0 go on, or a status
+	 * the request completes with. It may replace r's data segments. */
+	int32_t (*submit)(void *state, struct ioreq *r);
+	/* On the way back, in reverse order, for those whose submit ran. */
+	void (*complete)(void *state, struct ioreq *r);
+	/* Counters: a few lines of `ls` (prom false), or Prometheus text. */
+	void (*report)(void *state, const struct device *d, struct out *o, bool prom);
+};
+
+extern const struct mod_ops mod_crypt, mod_meter, mod_ro;
+const struct mod_ops *mod_find(const char *name);
+int mods_open(struct device *d, char *err, size_t errlen);
+void mods_close(struct device *d);
 
 /* ---- devices (device.c) ---- */
 
@@ -146,6 +182,9 @@ struct device {
 	/* life */
 	int refs;      /* atomic: the registry and every queue */
 	bool removing; /* atomic: no new queues; queues close when idle */
+	const struct mod_ops *mods[IOH_MAX_MODS];
+	void *mod_state[IOH_MAX_MODS];
+	unsigned nmods;
 	struct zl_listener *lis;
 	void *tag;           /* the control thread's epoll tag of lis */
 	struct dev_stats st; /* atomic adds */
@@ -161,6 +200,9 @@ int dev_check(const struct device *d, const struct ioreq *r);
 void dev_submit(struct sidecore *sc, struct ioreq *r);
 /* Count a finished request in the device's statistics. */
 void dev_account(struct ioreq *r);
+/* A finished request on its way back: the modules' complete hooks, then
+ * the statistics (sidecore thread, before the front-end's done()). */
+void dev_finish(struct ioreq *r);
 
 /* ---- sidecores (sidecore.c) ---- */
 

@@ -947,6 +947,7 @@ static void req_parse(struct nbdc *c, const uint8_t *p)
 	s->handle = handle;
 	r->dev = c->fe.dev;
 	r->owner = c;
+	r->fe = &c->fe;
 	r->done = nbd_done;
 	r->sc = c->fe.sc;
 	r->off = off;

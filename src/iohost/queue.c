@@ -241,6 +241,7 @@ static void req_take(struct bq *q, struct zl_msg *m)
 	memset(r, 0, sizeof(*r));
 	r->dev = q->fe.dev;
 	r->owner = q;
+	r->fe = &q->fe;
 	r->done = bq_done;
 	r->sc = q->fe.sc;
 	if (m->nsegs == 0 || m->seg[0].len != sizeof(h)) {

@@ -149,7 +149,7 @@ static unsigned sc_finish(struct sidecore *sc)
 		sc->done_head = r->next;
 		if (!sc->done_head)
 			sc->done_tail = NULL;
-		dev_account(r);
+		dev_finish(r);
 		r->done(r);
 		n++;
 	}

@@ -98,7 +98,8 @@ static uint64_t write_until_crash(struct zl_blk_queue *q, int round, pid_t ioh_p
 		}
 	}
 	if (err != -ECONNRESET && err != -EPIPE) {
-		fprintf(stderr, "round %d: the crash showed as %d (%s)\n", round, err, strerror(-err));
+		fprintf(stderr, "round %d: the crash showed as %d (%s)\n", round, err,
+			strerror(-err));
 		exit(1);
 	}
 	CHECK(killer > 0);
@@ -126,7 +127,8 @@ int main(void)
 		struct zl_blk *d;
 		struct zl_blk_opts o = {.depth = DEPTH};
 		CHECK_EQ(zl_blk_open(ctx, dev, &o, &d), 0);
-		uint64_t flushed = write_until_crash(zl_blk_queue(d, 0), round, p.pid, delays[round]);
+		uint64_t flushed =
+			write_until_crash(zl_blk_queue(d, 0), round, p.pid, delays[round]);
 		int st;
 		CHECK_EQ(waitpid(p.pid, &st, 0), p.pid);
 		CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
@@ -155,7 +157,8 @@ int main(void)
 			CHECK_EQ(zl_blk_read(q, b, BS, (base + i) * BS), (int)BS);
 			fill_pattern(want, BS, seed_of(round, i));
 			if (memcmp(b, want, BS)) {
-				fprintf(stderr, "round %d: block %llu, flushed before the crash, differs\n",
+				fprintf(stderr,
+					"round %d: block %llu, flushed before the crash, differs\n",
 					round, (unsigned long long)i);
 				exit(1);
 			}

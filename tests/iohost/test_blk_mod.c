@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The interposition modules. crypt: what is written reads back the same;
+ * the file holds, for each block, exactly AES-256-XTS of it under the key
+ * with the block's number as the tweak (computed here independently with
+ * libcrypto: the format is dm-crypt's aes-xts-plain64), never the
+ * plaintext; another key reads something else; a key file of the wrong
+ * size, equal halves or no key at all are refused with a clear error;
+ * discard and write-zeroes are not offered. ro: reads work, every change
+ * is refused. meter: the client's requests, bytes and latencies appear per
+ * tenant in `ls` and as a Prometheus histogram that adds up.
+ */
+#include <openssl/evp.h>
+
+#include "ioh_test.h"
+
+#define DEV_SIZE (16u << 20)
+
+static struct ioh_proc ioh;
+static struct zl_ctx *ctx;
+
+static void write_key(const char *path, unsigned char *key, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0);
+	CHECK_EQ(write(fd, key, len), (ssize_t)len);
+	close(fd);
+}
+
+/* AES-256-XTS of one unit, tweak = unit number (little-endian). */
+static void xts(const unsigned char *key, uint64_t unit, const unsigned char *in,
+		unsigned char *out, int len)
+{
+	unsigned char iv[16] = {0};
+	for (int i = 0; i < 8; i++)
+		iv[i] = (unsigned char)(unit >> (8 * i));
+	EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+	int n = 0;
+	CHECK(x && EVP_EncryptInit_ex(x, EVP_aes_256_xts(), NULL, key, iv));
+	CHECK(EVP_EncryptUpdate(x, out, &n, in, len) && n == len);
+	EVP_CIPHER_CTX_free(x);
+}
+
+static void crypt_device(const char *dev, const char *img, const unsigned char *key, uint32_t bs)
+{
+	struct zl_blk *d;
+	CHECK_EQ(zl_blk_open(ctx, dev, NULL, &d), 0);
+	struct zl_blk_info in;
+	zl_blk_info(d, &in);
+	CHECK(!(in.flags & (ZL_BLK_INFO_DISCARD | ZL_BLK_INFO_WRITE_ZEROES)));
+	struct zl_blk_queue *q = zl_blk_queue(d, 0);
+	const uint32_t len = 256 << 10;
+	unsigned char *p = malloc(len), *b = malloc(len), *f = malloc(len), *e = malloc(bs);
+	fill_pattern(p, len, 77);
+	/* a copying write, and a zero-copy one */
+	CHECK_EQ(zl_blk_write(q, p, len, 0, 0), (int)len);
+	struct zl_blk_req r = {.op = ZL_BLK_OP_WRITE, .len = len, .offset = 1 << 20};
+	CHECK_EQ(zl_blk_buf_alloc(q, len, &r.buf), 0);
+	memcpy(r.buf.data, p, len);
+	CHECK_EQ(zl_blk_submit(q, &r, 1, 0), 1);
+	struct zl_blk_cpl c;
+	CHECK_EQ(zl_blk_reap(q, &c, 1, 0), 1);
+	CHECK_EQ(c.status, 0);
+	CHECK_EQ(zl_blk_flush(q), 0);
+	/* both read back as written: copied, and as a view */
+	CHECK_EQ(zl_blk_read(q, b, len, 0), (int)len);
+	CHECK(!memcmp(b, p, len));
+	struct zl_blk_req rr = {.op = ZL_BLK_OP_READ, .len = len, .offset = 1 << 20};
+	CHECK_EQ(zl_blk_submit(q, &rr, 1, 0), 1);
+	CHECK_EQ(zl_blk_reap(q, &c, 1, 0), 1);
+	CHECK_EQ(c.status, 0);
+	CHECK(!memcmp(c.data, p, len));
+	zl_blk_cpl_release(q, &c);
+	/* small reads in the middle */
+	CHECK_EQ(zl_blk_read(q, b, bs, 5 * bs), (int)bs);
+	CHECK(!memcmp(b, p + 5 * bs, bs));
+	/* the file: the ciphertext of each block, never the plaintext */
+	int fd = open(img, O_RDONLY);
+	CHECK(fd >= 0);
+	CHECK_EQ(pread(fd, f, len, 1 << 20), (ssize_t)len);
+	close(fd);
+	for (uint32_t u = 0; u < len / bs; u++) {
+		xts(key, ((1u << 20) / bs) + u, p + u * bs, e, (int)bs);
+		if (memcmp(f + u * bs, e, bs)) {
+			fprintf(stderr, "block %u of the file is not its AES-XTS ciphertext\n", u);
+			exit(1);
+		}
+		CHECK(memcmp(f + u * bs, p + u * bs, bs) != 0);
+	}
+	/* what encryption cannot offer */
+	CHECK_EQ(zl_blk_discard(q, 0, bs), -EOPNOTSUPP);
+	CHECK_EQ(zl_blk_write_zeroes(q, 0, bs, 0), -EOPNOTSUPP);
+	zl_blk_close(d);
+	free(p);
+	free(b);
+	free(f);
+	free(e);
+}
+
+int main(void)
+{
+	char dir[64], k1[96], k2[96], kshort[96], keq[96], img[96], img4k[96];
+	snprintf(dir, sizeof(dir), "/tmp/zl-test-mod-%d", (int)getpid());
+	CHECK(mkdir(dir, 0700) == 0 || errno == EEXIST);
+	snprintf(k1, sizeof(k1), "%s/k1", dir);
+	snprintf(k2, sizeof(k2), "%s/k2", dir);
+	snprintf(kshort, sizeof(kshort), "%s/kshort", dir);
+	snprintf(keq, sizeof(keq), "%s/keq", dir);
+	snprintf(img, sizeof(img), "%s/img", dir);
+	snprintf(img4k, sizeof(img4k), "%s/img4k", dir);
+	unsigned char key1[64], key2[64], keyeq[64];
+	fill_pattern(key1, 64, 1);
+	fill_pattern(key2, 64, 2);
+	memset(keyeq, 9, sizeof(keyeq));
+	write_key(k1, key1, 64);
+	write_key(k2, key2, 64);
+	write_key(kshort, key1, 32);
+	write_key(keq, keyeq, 64);
+
+	char s0[320], s1[320], s2[320], s3[320];
+	snprintf(s0, sizeof(s0), "%s:backend=file,path=%s,size=%u,modules=meter+crypt,crypt_key=%s",
+		 ioh_dev("c512"), img, DEV_SIZE, k1);
+	snprintf(s1, sizeof(s1),
+		 "%s:backend=file,path=%s,size=%u,block_size=4096,modules=crypt,crypt_key=%s",
+		 ioh_dev("c4k"), img4k, DEV_SIZE, k1);
+	snprintf(s2, sizeof(s2), "%s:backend=ram,size=%u,modules=ro", ioh_dev("ro"), DEV_SIZE);
+	snprintf(s3, sizeof(s3), "%s:backend=ram,size=%u,modules=meter", ioh_dev("m"), DEV_SIZE);
+	const char *args[] = {"--sidecores", "0",	 "--device", s0, "--device", s1,
+			      "--device",    s2,	 "--device", s3, NULL};
+	ioh_start(&ioh, args);
+	ctx = test_ctx("test_blk_mod");
+
+	crypt_device(ioh_dev("c512"), img, key1, 512);
+	crypt_device(ioh_dev("c4k"), img4k, key1, 4096);
+
+	/* the same file under another key reads as something else */
+	char line[512];
+	snprintf(line, sizeof(line), "add %s backend=file path=%s modules=crypt crypt_key=%s",
+		 ioh_dev("wrongkey"), img, k2);
+	free(ioh_ok(&ioh, line));
+	{
+		struct zl_blk *d;
+		CHECK_EQ(zl_blk_open(ctx, ioh_dev("wrongkey"), NULL, &d), 0);
+		unsigned char *b = malloc(65536), *p = malloc(65536);
+		fill_pattern(p, 65536, 77);
+		CHECK_EQ(zl_blk_read(zl_blk_queue(d, 0), b, 65536, 0), 65536);
+		CHECK(memcmp(b, p, 65536) != 0);
+		zl_blk_close(d);
+		free(b);
+		free(p);
+	}
+	/* keys that are refused, with a reason */
+	static const struct {
+		const char *key, *why;
+	} bad[] = {{NULL, "needs crypt_key"}, {"", "exactly 64 bytes"}, {"", "halves are equal"},
+		   {"/nonexistent/key", "No such file"}};
+	for (unsigned i = 0; i < 4; i++) {
+		const char *kp = i == 1 ? kshort : i == 2 ? keq : bad[i].key;
+		if (kp)
+			snprintf(line, sizeof(line), "add %s backend=ram size=1M modules=crypt crypt_key=%s",
+				 ioh_dev("badkey"), kp);
+		else
+			snprintf(line, sizeof(line), "add %s backend=ram size=1M modules=crypt",
+				 ioh_dev("badkey"));
+		char *a = ioh_ctl(&ioh, line);
+		CHECK(a && !strncmp(a, "error: ", 7));
+		if (!strstr(a, bad[i].why)) {
+			fprintf(stderr, "bad key %u: answer '%s' lacks '%s'\n", i, a, bad[i].why);
+			exit(1);
+		}
+		free(a);
+	}
+	snprintf(line, sizeof(line), "add %s backend=ram size=1M modules=nosuch", ioh_dev("badmod"));
+	char *a = ioh_ctl(&ioh, line);
+	CHECK(a && strstr(a, "unknown module 'nosuch'"));
+	free(a);
+
+	/* ro: reads, nothing else */
+	{
+		struct zl_blk *d;
+		CHECK_EQ(zl_blk_open(ctx, ioh_dev("ro"), NULL, &d), 0);
+		struct zl_blk_info in;
+		zl_blk_info(d, &in);
+		CHECK(in.flags & ZL_BLK_INFO_RO);
+		struct zl_blk_queue *q = zl_blk_queue(d, 0);
+		char b[4096];
+		CHECK_EQ(zl_blk_read(q, b, sizeof(b), 0), (int)sizeof(b));
+		CHECK_EQ(zl_blk_write(q, b, sizeof(b), 0, 0), -EROFS);
+		CHECK_EQ(zl_blk_discard(q, 0, 4096), -EROFS);
+		CHECK_EQ(zl_blk_write_zeroes(q, 0, 4096, 0), -EROFS);
+		CHECK_EQ(zl_blk_flush(q), 0);
+		zl_blk_close(d);
+	}
+
+	/* meter: 100 reads, 50 writes, 1 flush of 4 KiB from this user */
+	{
+		struct zl_blk *d;
+		CHECK_EQ(zl_blk_open(ctx, ioh_dev("m"), NULL, &d), 0);
+		struct zl_blk_queue *q = zl_blk_queue(d, 0);
+		char b[4096] = {1};
+		for (int i = 0; i < 50; i++)
+			CHECK_EQ(zl_blk_write(q, b, sizeof(b), (uint64_t)i * 4096, 0), 4096);
+		for (int i = 0; i < 100; i++)
+			CHECK_EQ(zl_blk_read(q, b, sizeof(b), (uint64_t)i * 4096), 4096);
+		CHECK_EQ(zl_blk_flush(q), 0);
+		zl_blk_close(d);
+		char want[160];
+		char *ls = ioh_ok(&ioh, "ls");
+		snprintf(want, sizeof(want), "uid %u ", (unsigned)geteuid());
+		char *at = strstr(ls, ioh_dev("m"));
+		CHECK(at && strstr(at, want));
+		unsigned long long rd, wr, ot, rb, wb;
+		CHECK_EQ(sscanf(strstr(at, want) + strlen(want), "%llu %llu %llu %llu %llu", &rd, &wr,
+				&ot, &rb, &wb),
+			 5);
+		CHECK(rd == 100 && wr == 50 && ot == 1 && rb == 409600 && wb == 204800);
+		free(ls);
+		char *pr = ioh_ok(&ioh, "prom");
+		snprintf(want, sizeof(want),
+			 "zerolink_iohost_tenant_latency_seconds_count{device=\"%s\",tenant=\"uid %u\"} ",
+			 ioh_dev("m"), (unsigned)geteuid());
+		char *c = strstr(pr, want);
+		CHECK(c);
+		CHECK_EQ(strtoull(c + strlen(want), NULL, 10), 151ull);
+		snprintf(want, sizeof(want),
+			 "zerolink_iohost_tenant_latency_seconds_bucket{device=\"%s\",tenant=\"uid "
+			 "%u\",le=\"+Inf\"} ",
+			 ioh_dev("m"), (unsigned)geteuid());
+		c = strstr(pr, want);
+		CHECK(c);
+		CHECK_EQ(strtoull(c + strlen(want), NULL, 10), 151ull);
+		free(pr);
+	}
+	ioh_stop(&ioh);
+	zl_ctx_close(ctx);
+	unlink(k1);
+	unlink(k2);
+	unlink(kshort);
+	unlink(keq);
+	unlink(img);
+	unlink(img4k);
+	rmdir(dir);
+	printf("ok\n");
+	return 0;
+}
