@@ -35,7 +35,8 @@ static int crypt_open(struct device *d, void **state, char *err, size_t errlen)
 {
 	const char *path = d->conf.crypt_key;
 	if (!path[0]) {
-		snprintf(err, errlen, "device %s: module crypt needs crypt_key = FILE", d->conf.name);
+		snprintf(err, errlen, "device %s: module crypt needs crypt_key = FILE",
+			 d->conf.name);
 		return -EINVAL;
 	}
 	struct crypt *c = calloc(1, sizeof(*c));
@@ -44,7 +45,8 @@ static int crypt_open(struct device *d, void **state, char *err, size_t errlen)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		snprintf(err, errlen, "device %s: crypt_key %s: %s", d->conf.name, path, strerror(e));
+		snprintf(err, errlen, "device %s: crypt_key %s: %s", d->conf.name, path,
+			 strerror(e));
 		free(c);
 		return -e;
 	}
@@ -62,8 +64,9 @@ static int crypt_open(struct device *d, void **state, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	if (!memcmp(c->key, c->key + 32, 32)) {
-		snprintf(err, errlen, "device %s: crypt_key %s: the two halves are equal (XTS needs "
-				      "two different keys)",
+		snprintf(err, errlen,
+			 "device %s: crypt_key %s: the two halves are equal (XTS needs "
+			 "two different keys)",
 			 d->conf.name, path);
 		OPENSSL_cleanse(c->key, sizeof(c->key));
 		free(c);
@@ -236,8 +239,9 @@ static void crypt_report(void *state, const struct device *d, struct out *o, boo
 		outf(o, "zerolink_iohost_crypt_failures_total{device=\"%s\"} %llu\n", d->conf.name,
 		     f);
 	} else {
-		outf(o, "    crypt: aes-xts-plain64, %u-byte units; %llu bytes encrypted, %llu "
-			"decrypted, %llu failures\n",
+		outf(o,
+		     "    crypt: aes-xts-plain64, %u-byte units; %llu bytes encrypted, %llu "
+		     "decrypted, %llu failures\n",
 		     c->unit, e, dd, f);
 	}
 }

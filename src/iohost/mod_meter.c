@@ -134,8 +134,8 @@ static void meter_report(void *state, const struct device *d, struct out *o, boo
 	struct meter *m = state;
 	if (!prom)
 		outf(o, "    meter: %-10s %10s %10s %8s %14s %14s %7s %9s %9s\n", "tenant", "reads",
-		     "writes", "other", "read_bytes", "written_bytes", "errors", "p50_us<=",
-		     "p99_us<=");
+		     "writes", "other", "read_bytes", "written_bytes", "errors",
+		     "p50_us<=", "p99_us<=");
 	for (unsigned i = 0; i <= METER_TENANTS; i++) {
 		struct tenant *t = &m->t[i];
 		uint64_t key = LD(t->key);
@@ -149,7 +149,9 @@ static void meter_report(void *state, const struct device *d, struct out *o, boo
 		char name[32];
 		tenant_name(t, key, name, sizeof(name));
 		if (!prom) {
-			outf(o, "           %-10s %10llu %10llu %8llu %14llu %14llu %7llu %9.0f %9.0f\n",
+			outf(o,
+			     "           %-10s %10llu %10llu %8llu %14llu %14llu %7llu %9.0f "
+			     "%9.0f\n",
 			     name, (unsigned long long)LD(t->reads),
 			     (unsigned long long)LD(t->writes), (unsigned long long)LD(t->others),
 			     (unsigned long long)LD(t->bytes_read),
@@ -159,31 +161,47 @@ static void meter_report(void *state, const struct device *d, struct out *o, boo
 			continue;
 		}
 		const char *dn = d->conf.name;
-		outf(o, "zerolink_iohost_tenant_requests_total{device=\"%s\",tenant=\"%s\",op=\"read\"} %llu\n",
+		outf(o,
+		     "zerolink_iohost_tenant_requests_total{device=\"%s\",tenant=\"%s\",op="
+		     "\"read\"} %llu\n",
 		     dn, name, (unsigned long long)LD(t->reads));
-		outf(o, "zerolink_iohost_tenant_requests_total{device=\"%s\",tenant=\"%s\",op=\"write\"} %llu\n",
+		outf(o,
+		     "zerolink_iohost_tenant_requests_total{device=\"%s\",tenant=\"%s\",op="
+		     "\"write\"} %llu\n",
 		     dn, name, (unsigned long long)LD(t->writes));
-		outf(o, "zerolink_iohost_tenant_requests_total{device=\"%s\",tenant=\"%s\",op=\"other\"} %llu\n",
+		outf(o,
+		     "zerolink_iohost_tenant_requests_total{device=\"%s\",tenant=\"%s\",op="
+		     "\"other\"} %llu\n",
 		     dn, name, (unsigned long long)LD(t->others));
-		outf(o, "zerolink_iohost_tenant_bytes_total{device=\"%s\",tenant=\"%s\",dir=\"read\"} %llu\n",
+		outf(o,
+		     "zerolink_iohost_tenant_bytes_total{device=\"%s\",tenant=\"%s\",dir=\"read\"} "
+		     "%llu\n",
 		     dn, name, (unsigned long long)LD(t->bytes_read));
-		outf(o, "zerolink_iohost_tenant_bytes_total{device=\"%s\",tenant=\"%s\",dir=\"write\"} %llu\n",
+		outf(o,
+		     "zerolink_iohost_tenant_bytes_total{device=\"%s\",tenant=\"%s\",dir=\"write\"}"
+		     " %llu\n",
 		     dn, name, (unsigned long long)LD(t->bytes_written));
-		outf(o, "zerolink_iohost_tenant_errors_total{device=\"%s\",tenant=\"%s\"} %llu\n", dn,
-		     name, (unsigned long long)LD(t->errors));
+		outf(o, "zerolink_iohost_tenant_errors_total{device=\"%s\",tenant=\"%s\"} %llu\n",
+		     dn, name, (unsigned long long)LD(t->errors));
 		uint64_t acc = 0;
 		for (unsigned b = 0; b < METER_BUCKETS - 1; b++) {
 			acc += h[b];
 			outf(o,
-			     "zerolink_iohost_tenant_latency_seconds_bucket{device=\"%s\",tenant=\"%s\",le=\"%g\"} %llu\n",
+			     "zerolink_iohost_tenant_latency_seconds_bucket{device=\"%s\",tenant="
+			     "\"%s\",le=\"%g\"} %llu\n",
 			     dn, name, (double)(1ull << b) / 1e6, (unsigned long long)acc);
 		}
 		outf(o,
-		     "zerolink_iohost_tenant_latency_seconds_bucket{device=\"%s\",tenant=\"%s\",le=\"+Inf\"} %llu\n",
+		     "zerolink_iohost_tenant_latency_seconds_bucket{device=\"%s\",tenant=\"%s\",le="
+		     "\"+Inf\"} %llu\n",
 		     dn, name, (unsigned long long)n);
-		outf(o, "zerolink_iohost_tenant_latency_seconds_sum{device=\"%s\",tenant=\"%s\"} %.9f\n",
+		outf(o,
+		     "zerolink_iohost_tenant_latency_seconds_sum{device=\"%s\",tenant=\"%s\"} "
+		     "%.9f\n",
 		     dn, name, (double)LD(t->lat_sum_ns) / 1e9);
-		outf(o, "zerolink_iohost_tenant_latency_seconds_count{device=\"%s\",tenant=\"%s\"} %llu\n",
+		outf(o,
+		     "zerolink_iohost_tenant_latency_seconds_count{device=\"%s\",tenant=\"%s\"} "
+		     "%llu\n",
 		     dn, name, (unsigned long long)n);
 	}
 }

@@ -125,8 +125,8 @@ int main(void)
 		 ioh_dev("c4k"), img4k, DEV_SIZE, k1);
 	snprintf(s2, sizeof(s2), "%s:backend=ram,size=%u,modules=ro", ioh_dev("ro"), DEV_SIZE);
 	snprintf(s3, sizeof(s3), "%s:backend=ram,size=%u,modules=meter", ioh_dev("m"), DEV_SIZE);
-	const char *args[] = {"--sidecores", "0",	 "--device", s0, "--device", s1,
-			      "--device",    s2,	 "--device", s3, NULL};
+	const char *args[] = {"--sidecores", "0", "--device", s0, "--device", s1,
+			      "--device",    s2,  "--device", s3, NULL};
 	ioh_start(&ioh, args);
 	ctx = test_ctx("test_blk_mod");
 
@@ -152,12 +152,15 @@ int main(void)
 	/* keys that are refused, with a reason */
 	static const struct {
 		const char *key, *why;
-	} bad[] = {{NULL, "needs crypt_key"}, {"", "exactly 64 bytes"}, {"", "halves are equal"},
+	} bad[] = {{NULL, "needs crypt_key"},
+		   {"", "exactly 64 bytes"},
+		   {"", "halves are equal"},
 		   {"/nonexistent/key", "No such file"}};
 	for (unsigned i = 0; i < 4; i++) {
 		const char *kp = i == 1 ? kshort : i == 2 ? keq : bad[i].key;
 		if (kp)
-			snprintf(line, sizeof(line), "add %s backend=ram size=1M modules=crypt crypt_key=%s",
+			snprintf(line, sizeof(line),
+				 "add %s backend=ram size=1M modules=crypt crypt_key=%s",
 				 ioh_dev("badkey"), kp);
 		else
 			snprintf(line, sizeof(line), "add %s backend=ram size=1M modules=crypt",
@@ -170,7 +173,8 @@ int main(void)
 		}
 		free(a);
 	}
-	snprintf(line, sizeof(line), "add %s backend=ram size=1M modules=nosuch", ioh_dev("badmod"));
+	snprintf(line, sizeof(line), "add %s backend=ram size=1M modules=nosuch",
+		 ioh_dev("badmod"));
 	char *a = ioh_ctl(&ioh, line);
 	CHECK(a && strstr(a, "unknown module 'nosuch'"));
 	free(a);
@@ -210,14 +214,15 @@ int main(void)
 		char *at = strstr(ls, ioh_dev("m"));
 		CHECK(at && strstr(at, want));
 		unsigned long long rd, wr, ot, rb, wb;
-		CHECK_EQ(sscanf(strstr(at, want) + strlen(want), "%llu %llu %llu %llu %llu", &rd, &wr,
-				&ot, &rb, &wb),
+		CHECK_EQ(sscanf(strstr(at, want) + strlen(want), "%llu %llu %llu %llu %llu", &rd,
+				&wr, &ot, &rb, &wb),
 			 5);
 		CHECK(rd == 100 && wr == 50 && ot == 1 && rb == 409600 && wb == 204800);
 		free(ls);
 		char *pr = ioh_ok(&ioh, "prom");
 		snprintf(want, sizeof(want),
-			 "zerolink_iohost_tenant_latency_seconds_count{device=\"%s\",tenant=\"uid %u\"} ",
+			 "zerolink_iohost_tenant_latency_seconds_count{device=\"%s\",tenant=\"uid "
+			 "%u\"} ",
 			 ioh_dev("m"), (unsigned)geteuid());
 		char *c = strstr(pr, want);
 		CHECK(c);
