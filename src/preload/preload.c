@@ -2023,33 +2023,60 @@ EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t l
 			errno = ESPIPE;
 			return -1;
 		}
-		/* wait for room first, then read no more than fits */
-		size_t room;
-		for (;;) {
-			pthread_mutex_lock(&zo->lock);
-			room = zl__chan_tx_room(zo->s->ch);
-			pthread_mutex_unlock(&zo->lock);
-			if (room)
+		/* Wait for room, then read no more than fits. A blocking splice
+		 * goes on, as the kernel's does, while the source has bytes
+		 * ready (a file always has; a pipe or socket is asked without
+		 * waiting) and the lane takes them; a non-blocking one moves
+		 * what fits now. */
+		bool block = !zo->nonblock && !mflags;
+		size_t moved = 0;
+		while (moved < len) {
+			if (moved && !off_in) {
+				struct pollfd p = {.fd = in, .events = POLLIN};
+				if (real.poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
+					break;
+			}
+			size_t room;
+			for (;;) {
+				pthread_mutex_lock(&zo->lock);
+				room = zl__chan_tx_room(zo->s->ch);
+				pthread_mutex_unlock(&zo->lock);
+				if (room)
+					break;
+				if (!block) {
+					errno = EAGAIN;
+					return -1;
+				}
+				int w = conn_wait(zo, POLLOUT);
+				if (w < 0) {
+					if (moved)
+						return (ssize_t)moved;
+					errno = -w;
+					return -1;
+				}
+			}
+			size_t want = len - moved < room ? len - moved : room;
+			ssize_t r =
+				off_in ? pread(in, buf, want, *off_in) : real.read(in, buf, want);
+			if (r <= 0) {
+				if (moved)
+					break;
+				return r;
+			}
+			if (off_in)
+				*off_in += r;
+			struct iovec v = {buf, (size_t)r};
+			ssize_t k = conn_send(out, zo, &v, 1, mflags);
+			if (k < 0) {
+				if (moved)
+					break;
+				return ret_errno(k);
+			}
+			moved += (size_t)k;
+			if ((size_t)r < want || !block)
 				break;
-			if (zo->nonblock || mflags) {
-				errno = EAGAIN;
-				return -1;
-			}
-			int w = conn_wait(zo, POLLOUT);
-			if (w < 0) {
-				errno = -w;
-				return -1;
-			}
 		}
-		if (len > room)
-			len = room;
-		ssize_t r = off_in ? pread(in, buf, len, *off_in) : real.read(in, buf, len);
-		if (r <= 0)
-			return r;
-		if (off_in)
-			*off_in += r;
-		struct iovec v = {buf, (size_t)r};
-		return ret_errno(conn_send(out, zo, &v, 1, mflags));
+		return (ssize_t)moved;
 	}
 	if (off_in) {
 		errno = ESPIPE;
