@@ -14,8 +14,9 @@ DEB_PKGS = gcc make meson ninja-build pkg-config gnuplot-nox clang clang-format 
 # the real programs the sockets tests (tests/apps) and benchmarks run
 DEB_PKGS += python3 curl socat iperf3 sockperf redis-server redis-tools memcached iproute2 procps \
 	    libmemcached-tools nginx-light wrk
-# the I/O host: io_uring and libcrypto, and the NBD tools its tests and benchmarks drive
-DEB_PKGS += liburing-dev libssl-dev nbdkit qemu-utils libnbd-bin fio
+# the I/O host: io_uring, libcrypto, ISA-L (CRC32C), and the NBD tools its tests and
+# benchmarks drive
+DEB_PKGS += liburing-dev libssl-dev libisal-dev nbdkit qemu-utils libnbd-bin fio
 
 .PHONY: all deps build demo check check-asan check-tsan fuzz format format-check install clean
 

@@ -4,7 +4,8 @@
  *
  *   [iohost]              sidecores, pin, idle_us, balance_ms, control, nbd
  *   [device NAME]         backend, path, size, block_size, direct, inline, readonly,
- *                         users, groups, queue_depth, nbd, modules, crypt_key
+ *                         users, groups, queue_depth, nbd, modules, crypt_key,
+ *                         crc_file
  *
  * The same "key = value" pairs describe a device added at run time
  * (`zerolink iohost add NAME key=value ...`).
@@ -192,7 +193,8 @@ int devconf_set(struct devconf *d, const char *key, const char *val, char *err, 
 		for (char *save = NULL, *t = strtok_r(buf, ", +", &save); t;
 		     t = strtok_r(NULL, ", +", &save)) {
 			if (!mod_find(t)) {
-				snprintf(err, errlen, "unknown module '%s' (crypt, meter, ro)", t);
+				snprintf(err, errlen,
+					 "unknown module '%s' (crypt, crc32c, meter, ro)", t);
 				return -EINVAL;
 			}
 			for (unsigned i = 0; i < d->nmods; i++)
@@ -211,6 +213,11 @@ int devconf_set(struct devconf *d, const char *key, const char *val, char *err, 
 			r = -ENAMETOOLONG;
 		else
 			snprintf(d->crypt_key, sizeof(d->crypt_key), "%s", val);
+	} else if (!strcmp(key, "crc_file")) {
+		if (strlen(val) >= sizeof(d->crc_file))
+			r = -ENAMETOOLONG;
+		else
+			snprintf(d->crc_file, sizeof(d->crc_file), "%s", val);
 	} else {
 		snprintf(err, errlen, "unknown device key '%s'", key);
 		return -EINVAL;

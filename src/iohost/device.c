@@ -106,7 +106,8 @@ void dev_submit(struct sidecore *sc, struct ioreq *r)
 	r->t_start = ioh_now_ns();
 	for (r->mods_run = 0; r->mods_run < d->nmods;) {
 		unsigned i = r->mods_run;
-		int32_t st = d->mods[i]->submit(d->mod_state[i], r);
+		r->mod_priv[i] = NULL;
+		int32_t st = d->mods[i]->submit(d->mod_state[i], r, &r->mod_priv[i]);
 		if (st) {
 			r->status = st;
 			sc_complete(sc, r);
@@ -122,7 +123,7 @@ void dev_finish(struct ioreq *r)
 	struct device *d = r->dev;
 	while (r->mods_run) {
 		unsigned i = --r->mods_run;
-		d->mods[i]->complete(d->mod_state[i], r);
+		d->mods[i]->complete(d->mod_state[i], r, &r->mod_priv[i]);
 	}
 	dev_account(r);
 }

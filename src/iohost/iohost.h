@@ -59,6 +59,7 @@ struct devconf {
 	char mods[IOH_MAX_MODS][16];
 	unsigned nmods;
 	char crypt_key[256]; /* crypt: the key file (64 bytes) */
+	char crc_file[256];  /* crc32c: the side file (default PATH.crc32c) */
 };
 
 struct hostconf {
@@ -113,7 +114,7 @@ struct ioreq {
 	struct fe *fe;                 /* who asked (its uid is the tenant) */
 	unsigned fe_flags;             /* front-end's */
 	uint8_t mods_run;              /* modules whose submit hook ran */
-	void *mod_buf;                 /* a module's buffer for this request */
+	void *mod_priv[IOH_MAX_MODS];  /* each module's, for this request */
 	struct ioreq *next;
 };
 
@@ -146,15 +147,16 @@ struct mod_ops {
 	int (*open)(struct device *d, void **state, char *err, size_t errlen);
 	void (*close)(void *state);
 	/* On the way to the backend (sidecore thread): 0 go on, or a status
-	 * the request completes with. It may replace r's data segments. */
-	int32_t (*submit)(void *state, struct ioreq *r);
+	 * the request completes with. It may replace r's data segments, and
+	 * keep what it needs until complete in *priv (NULL at first). */
+	int32_t (*submit)(void *state, struct ioreq *r, void **priv);
 	/* On the way back, in reverse order, for those whose submit ran. */
-	void (*complete)(void *state, struct ioreq *r);
+	void (*complete)(void *state, struct ioreq *r, void **priv);
 	/* Counters: a few lines of `ls` (prom false), or Prometheus text. */
 	void (*report)(void *state, const struct device *d, struct out *o, bool prom);
 };
 
-extern const struct mod_ops mod_crypt, mod_meter, mod_ro;
+extern const struct mod_ops mod_crypt, mod_crc32c, mod_meter, mod_ro;
 const struct mod_ops *mod_find(const char *name);
 int mods_open(struct device *d, char *err, size_t errlen);
 void mods_close(struct device *d);

@@ -7,6 +7,7 @@
  * request, below every front-end.
  *
  *   crypt   encryption at rest, AES-XTS-256 (mod_crypt.c)
+ *   crc32c  a checksum per block beside the data, checked on read (mod_crc32c.c)
  *   meter   per-tenant requests, bytes, errors, latency histogram (mod_meter.c)
  *   ro      write protection (mod_ro.c)
  */
@@ -16,7 +17,7 @@
 
 #include "iohost.h"
 
-static const struct mod_ops *const registry[] = {&mod_crypt, &mod_meter, &mod_ro};
+static const struct mod_ops *const registry[] = {&mod_crypt, &mod_crc32c, &mod_meter, &mod_ro};
 
 const struct mod_ops *mod_find(const char *name)
 {

@@ -177,7 +177,7 @@ static bool crypt_iov(struct crypt *c, EVP_CIPHER_CTX *x, const struct ioreq *r,
 	return true;
 }
 
-static int32_t crypt_submit(void *state, struct ioreq *r)
+static int32_t crypt_submit(void *state, struct ioreq *r, void **priv)
 {
 	struct crypt *c = state;
 	if (r->op == ZL_BLK_OP_DISCARD || r->op == ZL_BLK_OP_WRITE_ZEROES)
@@ -195,7 +195,7 @@ static int32_t crypt_submit(void *state, struct ioreq *r)
 	}
 	/* the backend writes the ciphertext; the client's buffer is left as
 	 * it is (it is not ours to write) */
-	r->mod_buf = buf;
+	*priv = buf;
 	r->iov[0].iov_base = buf;
 	r->iov[0].iov_len = r->len;
 	r->niov = 1;
@@ -203,12 +203,12 @@ static int32_t crypt_submit(void *state, struct ioreq *r)
 	return 0;
 }
 
-static void crypt_complete(void *state, struct ioreq *r)
+static void crypt_complete(void *state, struct ioreq *r, void **priv)
 {
 	struct crypt *c = state;
 	if (r->op == ZL_BLK_OP_WRITE) {
-		free(r->mod_buf);
-		r->mod_buf = NULL;
+		free(*priv);
+		*priv = NULL;
 		return;
 	}
 	if (r->op != ZL_BLK_OP_READ || r->status)

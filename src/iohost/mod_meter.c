@@ -48,8 +48,9 @@ static void meter_close(void *state)
 	free(state);
 }
 
-static int32_t meter_submit(void *state, struct ioreq *r)
+static int32_t meter_submit(void *state, struct ioreq *r, void **priv)
 {
+	(void)priv;
 	(void)state;
 	(void)r;
 	return 0;
@@ -82,8 +83,9 @@ static unsigned bucket_of(uint64_t ns)
 	return b;
 }
 
-static void meter_complete(void *state, struct ioreq *r)
+static void meter_complete(void *state, struct ioreq *r, void **priv)
 {
+	(void)priv;
 	struct meter *m = state;
 	struct tenant *t = tenant_of(m, r->fe ? r->fe->uid : UINT32_MAX);
 	uint64_t ns = ioh_now_ns() - r->t_start;

@@ -22,8 +22,9 @@ static void ro_close(void *state)
 	(void)state;
 }
 
-static int32_t ro_submit(void *state, struct ioreq *r)
+static int32_t ro_submit(void *state, struct ioreq *r, void **priv)
 {
+	(void)priv;
 	(void)state;
 	switch (r->op) {
 	case ZL_BLK_OP_WRITE:
@@ -35,8 +36,9 @@ static int32_t ro_submit(void *state, struct ioreq *r)
 	}
 }
 
-static void ro_complete(void *state, struct ioreq *r)
+static void ro_complete(void *state, struct ioreq *r, void **priv)
 {
+	(void)priv;
 	(void)state;
 	(void)r;
 }
