@@ -86,6 +86,7 @@ void bench_stream(void);
 void bench_pipeline(void);
 void bench_apps(void); /* real programs under zerolink run (bench_apps.c) */
 void bench_blk(void);  /* block devices: the I/O host against local io_uring and NBD */
+void bench_qos(void);  /* two tenants of one device, without and with QoS */
 
 /* output */
 void report_table(void);
@@ -94,5 +95,8 @@ int report_chart(const char *png);
 void report_ratios(void);
 void report_blk(void);
 void ratios_blk(void (*target)(const char *name, double ratio, double limit, bool at_most));
+void report_qos(void);
+void ratios_qos(void (*target)(const char *name, double ratio, double limit, bool at_most));
+int chart_qos(const char *png); /* the QoS timeline (nothing if it did not run) */
 
 #endif

@@ -91,6 +91,7 @@ void report_table(void)
 	     3, false);
 	report_apps();
 	report_blk();
+	report_qos();
 }
 
 /* Real programs, kernel path against zerolink run (bench_apps.c): the
@@ -216,6 +217,7 @@ void report_ratios(void)
 	    !isnan(val("zerolink-run", "redis-set", 1, "rate")))
 		ratios_apps();
 	ratios_blk(target);
+	ratios_qos(target);
 }
 
 static void ratios_apps(void)

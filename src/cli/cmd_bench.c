@@ -12,26 +12,26 @@
 static int usage(int code)
 {
 	FILE *f = code ? stderr : stdout;
-	fprintf(f,
-		"usage: zerolink bench [--quick] [--json FILE] [--png FILE] [--cpus A,B]\n"
-		"                      [--only floor|rtt|stream|pipeline|apps|blk] [--paths LIST]\n"
-		"  Measures, in one run and side by side: the physical floor (cache-line\n"
-		"  round trip, bare ring, memcpy, eventfd wake-up), round-trip latency and\n"
-		"  streaming throughput of zerolink against TCP loopback, Unix sockets and\n"
-		"  pipes, a three-stage pipeline against a monolith, and real programs\n"
-		"  (sockperf, iperf3, redis, nginx + wrk) under `zerolink run` against the\n"
-		"  kernel path, and block I/O through the I/O host against local io_uring\n"
-		"  and NBD servers. The two sides run on two different cores. Prints a table\n"
-		"  and the target ratios.\n"
-		"  --quick       fewer samples: the whole run takes under a minute\n"
-		"  --json FILE   one record per measurement (path, test, size, metric, unit,\n"
-		"                median, p99, p999)\n"
-		"  --png FILE    a chart (needs gnuplot)\n"
-		"  --cpus A,B    the two cores to use (default: the first two allowed)\n"
-		"  --only GROUP  run one group of measurements\n"
-		"  --paths LIST  measure only these paths, comma-separated (zerolink,\n"
-		"                monolith, tcp, unix, pipe; a name matches every path it\n"
-		"                begins: zerolink covers zerolink-poll and zerolink-zc)\n");
+	fprintf(f, "usage: zerolink bench [--quick] [--json FILE] [--png FILE] [--cpus A,B]\n"
+		   "                      [--only floor|rtt|stream|pipeline|apps|blk|qos] [--paths "
+		   "LIST]\n"
+		   "  Measures, in one run and side by side: the physical floor (cache-line\n"
+		   "  round trip, bare ring, memcpy, eventfd wake-up), round-trip latency and\n"
+		   "  streaming throughput of zerolink against TCP loopback, Unix sockets and\n"
+		   "  pipes, a three-stage pipeline against a monolith, and real programs\n"
+		   "  (sockperf, iperf3, redis, nginx + wrk) under `zerolink run` against the\n"
+		   "  kernel path, and block I/O through the I/O host against local io_uring\n"
+		   "  and NBD servers. The two sides run on two different cores. Prints a table\n"
+		   "  and the target ratios.\n"
+		   "  --quick       fewer samples: the whole run takes under a minute\n"
+		   "  --json FILE   one record per measurement (path, test, size, metric, unit,\n"
+		   "                median, p99, p999)\n"
+		   "  --png FILE    a chart (needs gnuplot)\n"
+		   "  --cpus A,B    the two cores to use (default: the first two allowed)\n"
+		   "  --only GROUP  run one group of measurements\n"
+		   "  --paths LIST  measure only these paths, comma-separated (zerolink,\n"
+		   "                monolith, tcp, unix, pipe; a name matches every path it\n"
+		   "                begins: zerolink covers zerolink-poll and zerolink-zc)\n");
 	return code;
 }
 
@@ -104,6 +104,8 @@ int cmd_bench(int argc, char **argv)
 		bench_apps();
 	if (!bo.only || strstr("blk", bo.only))
 		bench_blk();
+	if (!bo.only || strstr("qos", bo.only))
+		bench_qos();
 	fprintf(stderr, "%sbench: done in %.1f s\n", isatty(2) ? "\r\033[K" : "",
 		(double)(now_ns() - t0) / 1e9);
 	report_table();
@@ -120,6 +122,15 @@ int cmd_bench(int argc, char **argv)
 					"gnuplot-nox)\n");
 		else
 			printf("chart written to %s\n", bo.png);
+		/* the QoS timeline beside it: NAME-qos.png */
+		char q[4096];
+		const char *dot = strrchr(bo.png, '.');
+		int stem = dot ? (int)(dot - bo.png) : (int)strlen(bo.png);
+		snprintf(q, sizeof(q), "%.*s-qos.png", stem, bo.png);
+		if (chart_qos(q))
+			fprintf(stderr, "bench: gnuplot failed on %s\n", q);
+		else if (result_find("qos", "qos-reserve", 4096, "rate"))
+			printf("chart written to %s\n", q);
 	}
 	return 0;
 }

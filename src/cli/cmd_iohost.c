@@ -28,6 +28,9 @@ static void usage(FILE *f)
 		   "                                   [device] section)\n"
 		   "  rm NAME                          stop serving a device\n"
 		   "  move QUEUE SIDECORE              move a queue to another sidecore\n"
+		   "  tenant NAME device=DEV users=U,... [reserve=OPS] [limit=OPS] [weight=W]\n"
+		   "                                   add or change a QoS tenant of a device\n"
+		   "  untenant DEVICE NAME             remove it\n"
 		   "The control socket is $ZEROLINK_IOHOST, else iohost.sock beside the\n"
 		   "broker's socket. See zerolink-iohost(8).\n");
 }
@@ -138,7 +141,8 @@ int cmd_iohost(int argc, char **argv)
 		free(args);
 		return 1;
 	}
-	static const char *known[] = {"ping", "ls", "prom", "add", "rm", "move"};
+	static const char *known[] = {"ping", "ls",   "prom",   "add",
+				      "rm",   "move", "tenant", "untenant"};
 	bool ok = false;
 	for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
 		ok |= !strcmp(argv[i], known[k]);

@@ -3,6 +3,7 @@
  * The I/O host's configuration: an INI-style file (zerolink-iohost.conf(5)).
  *
  *   [iohost]              sidecores, pin, idle_us, balance_ms, control, nbd
+ *   [tenant NAME]         device, users, reserve, limit, weight (QoS)
  *   [device NAME]         backend, path, size, block_size, direct, inline, readonly,
  *                         users, groups, queue_depth, nbd, modules, crypt_key,
  *                         crc_file
@@ -314,6 +315,99 @@ void conf_free(struct hostconf *c)
 	free(c->devs);
 	c->devs = NULL;
 	c->ndevs = 0;
+	free(c->tenants);
+	c->tenants = NULL;
+	c->ntenants = 0;
+}
+
+void tenantconf_init(struct tenantconf *t, const char *name)
+{
+	memset(t, 0, sizeof(*t));
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	t->weight = 1;
+}
+
+/* "50000", "50k", "2M" operations per second; "0" none */
+static int parse_rate(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || errno || *s == '-')
+		return -EINVAL;
+	if (*end == 'k' || *end == 'K')
+		v *= 1000, end++;
+	else if (*end == 'M')
+		v *= 1000000, end++;
+	if (*end || v > 1000000000000ull)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int tenantconf_set(struct tenantconf *t, const char *key, const char *val, char *err, size_t errlen)
+{
+	int r = 0;
+	if (!strcmp(key, "device")) {
+		if (!*val || strlen(val) >= sizeof(t->device))
+			r = -EINVAL;
+		else
+			snprintf(t->device, sizeof(t->device), "%s", val);
+	} else if (!strcmp(key, "users")) {
+		char buf[512];
+		snprintf(buf, sizeof(buf), "%s", val);
+		t->nuids = 0;
+		t->tcp = false;
+		for (char *save = NULL, *tok = strtok_r(buf, ", +", &save); tok;
+		     tok = strtok_r(NULL, ", +", &save)) {
+			if (!strcmp(tok, "tcp")) {
+				t->tcp = true;
+				continue;
+			}
+			bool any = false;
+			int e = parse_ids(tok, false, t->uids, &t->nuids, &any, err, errlen);
+			if (e)
+				return e;
+			if (any) {
+				snprintf(err, errlen,
+					 "a tenant names its users ('*' is everyone's)");
+				return -EINVAL;
+			}
+		}
+		return 0;
+	} else if (!strcmp(key, "reserve")) {
+		r = parse_rate(val, &t->reserve);
+	} else if (!strcmp(key, "limit")) {
+		r = parse_rate(val, &t->limit);
+	} else if (!strcmp(key, "weight")) {
+		r = parse_u32(val, 1, 10000, &t->weight);
+	} else {
+		snprintf(err, errlen,
+			 "unknown tenant key '%s' (device, users, reserve, limit, weight)", key);
+		return -EINVAL;
+	}
+	if (r)
+		snprintf(err, errlen, "bad value for %s: '%s'", key, val);
+	return r;
+}
+
+int tenantconf_check(const struct tenantconf *t, char *err, size_t errlen)
+{
+	if (!t->device[0]) {
+		snprintf(err, errlen, "tenant %s: which device? (device = NAME)", t->name);
+		return -EINVAL;
+	}
+	if (!t->nuids && !t->tcp) {
+		snprintf(err, errlen, "tenant %s: who? (users = uid or name, ..., or tcp)",
+			 t->name);
+		return -EINVAL;
+	}
+	if (t->limit && t->reserve > t->limit) {
+		snprintf(err, errlen, "tenant %s: reserve %llu is above its limit %llu", t->name,
+			 (unsigned long long)t->reserve, (unsigned long long)t->limit);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int conf_load(const char *path, struct hostconf *c, char *err, size_t errlen)
@@ -329,7 +423,7 @@ int conf_load(const char *path, struct hostconf *c, char *err, size_t errlen)
 	}
 	char line[1024], e2[200];
 	unsigned ln = 0;
-	enum { S_NONE, S_HOST, S_DEV } sec = S_NONE;
+	enum { S_NONE, S_HOST, S_DEV, S_TENANT } sec = S_NONE;
 	int r = 0;
 	while (fgets(line, sizeof(line), f)) {
 		ln++;
@@ -374,6 +468,22 @@ int conf_load(const char *path, struct hostconf *c, char *err, size_t errlen)
 					break;
 				}
 				sec = S_DEV;
+			} else if (!strncmp(name, "tenant", 6) && isspace((unsigned char)name[6])) {
+				char *tn = trim(name + 6);
+				if (strlen(tn) >= IOH_NAME_MAX || !*tn) {
+					snprintf(err, errlen, "%s:%u: bad tenant name", path, ln);
+					r = -EINVAL;
+					break;
+				}
+				struct tenantconf *nt =
+					realloc(c->tenants, (c->ntenants + 1) * sizeof(*nt));
+				if (!nt) {
+					r = -ENOMEM;
+					break;
+				}
+				c->tenants = nt;
+				tenantconf_init(&c->tenants[c->ntenants++], tn);
+				sec = S_TENANT;
 			} else {
 				snprintf(err, errlen, "%s:%u: unknown section [%s]", path, ln,
 					 name);
@@ -419,6 +529,12 @@ int conf_load(const char *path, struct hostconf *c, char *err, size_t errlen)
 					 key, val);
 				break;
 			}
+		} else if (sec == S_TENANT) {
+			if ((r = tenantconf_set(&c->tenants[c->ntenants - 1], key, val, e2,
+						sizeof(e2)))) {
+				snprintf(err, errlen, "%s:%u: %s", path, ln, e2);
+				break;
+			}
 		} else if (sec == S_DEV) {
 			if ((r = devconf_set(&c->devs[c->ndevs - 1], key, val, e2, sizeof(e2)))) {
 				snprintf(err, errlen, "%s:%u: %s", path, ln, e2);
@@ -433,6 +549,12 @@ int conf_load(const char *path, struct hostconf *c, char *err, size_t errlen)
 	if (!r)
 		for (unsigned i = 0; i < c->ndevs; i++)
 			if ((r = devconf_check(&c->devs[i], e2, sizeof(e2)))) {
+				snprintf(err, errlen, "%s: %s", path, e2);
+				break;
+			}
+	if (!r)
+		for (unsigned i = 0; i < c->ntenants; i++)
+			if ((r = tenantconf_check(&c->tenants[i], e2, sizeof(e2)))) {
 				snprintf(err, errlen, "%s: %s", path, e2);
 				break;
 			}

@@ -90,6 +90,7 @@ static void cmd_ls(struct out *o)
 		     (unsigned long long)zl_read_once(&d->st.errors));
 		for (unsigned i = 0; i < d->nmods; i++)
 			d->mods[i]->report(d->mod_state[i], d, o, false);
+		qos_report(d, o, false);
 	}
 	outf(o, "queues\n  %-8s %-16s %-8s %-22s %6s %-8s %6s %12s %14s\n", "id", "device", "kind",
 	     "peer", "uid", "sidecore", "depth", "requests", "bytes");
@@ -158,6 +159,12 @@ static void cmd_prom(struct out *o)
 	for (struct device *d = ioh->devs; d; d = d->next)
 		for (unsigned i = 0; i < d->nmods; i++)
 			d->mods[i]->report(d->mod_state[i], d, o, true);
+	outf(o, "# HELP zerolink_iohost_qos_ops_total Operations (4 KiB each at most) a tenant "
+		"was admitted for.\n# TYPE zerolink_iohost_qos_ops_total counter\n"
+		"# HELP zerolink_iohost_qos_deferred_total Requests of a tenant that waited for "
+		"QoS.\n# TYPE zerolink_iohost_qos_deferred_total counter\n");
+	for (struct device *d = ioh->devs; d; d = d->next)
+		qos_report(d, o, true);
 	pthread_mutex_unlock(&ioh->lock);
 	outf(o, "# HELP zerolink_iohost_sidecore_busy_seconds_total Time a sidecore spent on "
 		"rounds that found work.\n"
@@ -202,6 +209,60 @@ static void cmd_add(struct out *o, char *args)
 		outf(o, "error: %s\n", err);
 	else
 		outf(o, "ok\n");
+}
+
+/* tenant NAME device=DEV users=... reserve=N limit=N weight=N */
+static void cmd_tenant(struct out *o, char *args)
+{
+	char *save = NULL, err[256];
+	char *name = strtok_r(args, " \t", &save);
+	if (!name || strchr(name, '=')) {
+		outf(o, "error: usage: tenant NAME device=DEV users=U,... [reserve=N] [limit=N] "
+			"[weight=N]\n");
+		return;
+	}
+	if (strlen(name) >= IOH_NAME_MAX) {
+		outf(o, "error: tenant name too long\n");
+		return;
+	}
+	struct tenantconf t;
+	tenantconf_init(&t, name);
+	for (char *k = strtok_r(NULL, " \t", &save); k; k = strtok_r(NULL, " \t", &save)) {
+		char *eq = strchr(k, '=');
+		if (!eq) {
+			outf(o, "error: expected key=value, got '%s'\n", k);
+			return;
+		}
+		*eq = 0;
+		if (tenantconf_set(&t, k, eq + 1, err, sizeof(err))) {
+			outf(o, "error: %s\n", err);
+			return;
+		}
+	}
+	if (ioh_tenant_set(&t, err, sizeof(err)))
+		outf(o, "error: %s\n", err);
+	else
+		outf(o, "ok\n");
+}
+
+/* untenant DEVICE NAME */
+static void cmd_untenant(struct out *o, char *args)
+{
+	char dev[IOH_NAME_MAX], name[IOH_NAME_MAX], err[256];
+	if (sscanf(args, "%47s %47s", dev, name) != 2) {
+		outf(o, "error: usage: untenant DEVICE NAME\n");
+		return;
+	}
+	struct device *d = ioh_dev_get(dev);
+	if (!d) {
+		outf(o, "error: no device %s\n", dev);
+		return;
+	}
+	if (qos_unset(d, name, err, sizeof(err)))
+		outf(o, "error: %s\n", err);
+	else
+		outf(o, "ok\n");
+	dev_put(d);
 }
 
 static void cmd_move(struct out *o, char *args)
@@ -270,8 +331,15 @@ void ctl_serve(int fd)
 			outf(&o, "ok\n");
 	} else if (!strcmp(line, "move"))
 		cmd_move(&o, args);
+	else if (!strcmp(line, "tenant"))
+		cmd_tenant(&o, args);
+	else if (!strcmp(line, "untenant"))
+		cmd_untenant(&o, args);
 	else
-		outf(&o, "error: unknown command '%s' (ping, ls, prom, add, rm, move)\n", line);
+		outf(&o,
+		     "error: unknown command '%s' (ping, ls, prom, add, rm, move, tenant, "
+		     "untenant)\n",
+		     line);
 	for (size_t off = 0; off < o.len;) {
 		ssize_t w = write(fd, o.buf + off, o.len - off);
 		if (w <= 0)

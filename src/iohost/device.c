@@ -57,6 +57,7 @@ void dev_put(struct device *d)
 		return;
 	mods_close(d);
 	d->be->close(d);
+	qos_free(d->qos);
 	free(d);
 }
 
@@ -103,7 +104,24 @@ void dev_submit(struct sidecore *sc, struct ioreq *r)
 	r->sc = sc;
 	r->done_bytes = 0;
 	r->bounce = NULL;
+	r->qos_t = NULL;
 	r->t_start = ioh_now_ns();
+	struct qos *q = __atomic_load_n(&d->qos, __ATOMIC_ACQUIRE);
+	if (q && zl_read_once(&q->configured) && !qos_admit(q, r, false)) {
+		r->next = NULL;
+		if (sc->wait_tail)
+			sc->wait_tail->next = r;
+		else
+			sc->wait_head = r;
+		sc->wait_tail = r;
+		return;
+	}
+	dev_dispatch(sc, r);
+}
+
+void dev_dispatch(struct sidecore *sc, struct ioreq *r)
+{
+	struct device *d = r->dev;
 	for (r->mods_run = 0; r->mods_run < d->nmods;) {
 		unsigned i = r->mods_run;
 		r->mod_priv[i] = NULL;
@@ -125,6 +143,8 @@ void dev_finish(struct ioreq *r)
 		unsigned i = --r->mods_run;
 		d->mods[i]->complete(d->mod_state[i], r, &r->mod_priv[i]);
 	}
+	if (r->qos_t)
+		qos_done(r);
 	dev_account(r);
 }
 

@@ -62,6 +62,19 @@ struct devconf {
 	char crc_file[256];  /* crc32c: the side file (default PATH.crc32c) */
 };
 
+/* A tenant of a device's QoS (qos.c): who, and what it is promised.
+ * Rates are operations per second (an operation moves up to 4 KiB). */
+struct tenantconf {
+	char name[IOH_NAME_MAX];
+	char device[IOH_NAME_MAX];
+	uint32_t uids[8];
+	unsigned nuids;
+	bool tcp;         /* NBD clients over TCP */
+	uint64_t reserve; /* guaranteed; 0 none */
+	uint64_t limit;   /* at most; 0 none */
+	uint32_t weight;  /* share of the spare capacity (1 to 10000) */
+};
+
 struct hostconf {
 	int cpus[IOH_MAX_SIDECORES];
 	unsigned nsidecores;
@@ -73,6 +86,8 @@ struct hostconf {
 	unsigned nnbd;
 	struct devconf *devs;
 	unsigned ndevs;
+	struct tenantconf *tenants;
+	unsigned ntenants;
 };
 
 /* Parse a configuration file into c (zeroed first). On error, err holds
@@ -89,6 +104,12 @@ void devconf_init(struct devconf *d, const char *name);
 int devconf_set(struct devconf *d, const char *key, const char *val, char *err, size_t errlen);
 /* Check a complete device spec. */
 int devconf_check(const struct devconf *d, char *err, size_t errlen);
+/* Defaults of a tenant, and one "key = value" of it (device, users,
+ * reserve, limit, weight). */
+void tenantconf_init(struct tenantconf *t, const char *name);
+int tenantconf_set(struct tenantconf *t, const char *key, const char *val, char *err,
+		   size_t errlen);
+int tenantconf_check(const struct tenantconf *t, char *err, size_t errlen);
 /* "1G", "512k", "4096" -> bytes. */
 int parse_size(const char *s, uint64_t *out);
 
@@ -115,6 +136,8 @@ struct ioreq {
 	unsigned fe_flags;             /* front-end's */
 	uint8_t mods_run;              /* modules whose submit hook ran */
 	void *mod_priv[IOH_MAX_MODS];  /* each module's, for this request */
+	struct qos_tenant *qos_t;      /* admitted by the device's QoS */
+	uint32_t qos_cost;
 	struct ioreq *next;
 };
 
@@ -161,6 +184,50 @@ const struct mod_ops *mod_find(const char *name);
 int mods_open(struct device *d, char *err, size_t errlen);
 void mods_close(struct device *d);
 
+/* ---- QoS (qos.c) ---- */
+
+#define QOS_TENANTS 64
+
+struct qos_tenant {
+	struct tenantconf c;
+	bool configured;            /* a named tenant; else one user's own (weight 1) */
+	uint32_t uid;               /* the user of an unnamed one (UINT32_MAX: tcp) */
+	double tok_r, tok_s, tok_l; /* buckets: reservation, spare, limit */
+	uint64_t last_ns;
+	uint32_t outstanding, deferred;
+	uint64_t busy_since, busy_ns; /* this window: time with requests out */
+	uint64_t win_done, win_spare; /* this window: ops done, ops on spare */
+	bool win_held;                /* this window: a request had to wait */
+	double rate;                  /* ops/s in the last window */
+	double got;                   /* reserved: share of it delivered (smoothed) */
+	uint64_t reqs, units, deferrals;
+};
+
+struct qos {
+	pthread_mutex_t lock;
+	struct qos_tenant t[QOS_TENANTS];
+	unsigned n;
+	unsigned configured; /* named tenants: 0, and the gate is open */
+	double spare;        /* ops/s shared by weight; < 0 unlimited */
+	double sumw;         /* weights of the tenants active lately */
+	double dev_rate;     /* ops/s the device delivered, last window */
+	uint64_t win_start;
+	uint64_t cuts;
+};
+
+/* The operations a request counts for. */
+uint32_t qos_cost(const struct ioreq *r);
+/* May r start now? If not, it waits (sidecore's list). head: r is the
+ * first waiting request of its tenant on this sidecore, tried again. */
+bool qos_admit(struct qos *q, struct ioreq *r, bool head);
+/* An admitted request finished. */
+void qos_done(struct ioreq *r);
+/* Add or change a named tenant of d; remove one (control thread). */
+int qos_set(struct device *d, const struct tenantconf *c, char *err, size_t errlen);
+int qos_unset(struct device *d, const char *name, char *err, size_t errlen);
+void qos_report(struct device *d, struct out *o, bool prom);
+void qos_free(struct qos *q);
+
 /* ---- devices (device.c) ---- */
 
 struct dev_stats {
@@ -187,6 +254,7 @@ struct device {
 	const struct mod_ops *mods[IOH_MAX_MODS];
 	void *mod_state[IOH_MAX_MODS];
 	unsigned nmods;
+	struct qos *qos; /* made with the first named tenant (atomic) */
 	struct zl_listener *lis;
 	void *tag;           /* the control thread's epoll tag of lis */
 	struct dev_stats st; /* atomic adds */
@@ -198,8 +266,10 @@ void dev_get(struct device *d);
 void dev_put(struct device *d);
 /* Check r against the device (op, flags, alignment, range): 0 or a status. */
 int dev_check(const struct device *d, const struct ioreq *r);
-/* Start a checked request. */
+/* Start a checked request (it may wait for the device's QoS). */
 void dev_submit(struct sidecore *sc, struct ioreq *r);
+/* Past QoS: the interposition chain, then the backend. */
+void dev_dispatch(struct sidecore *sc, struct ioreq *r);
 /* Count a finished request in the device's statistics. */
 void dev_account(struct ioreq *r);
 /* A finished request on its way back: the modules' complete hooks, then
@@ -232,6 +302,7 @@ struct sidecore {
 	struct fe **fes; /* the front-end endpoints it serves */
 	unsigned nq, capq;
 	struct ioreq *done_head, *done_tail;
+	struct ioreq *wait_head, *wait_tail; /* held back by QoS, in order */
 	uint32_t idle_ns;
 	/* seen by the control thread (atomic) */
 	uint64_t busy_ns, total_ns;
@@ -320,6 +391,8 @@ extern struct iohost *ioh;
 
 int ioh_add_device(const struct devconf *c, char *err, size_t errlen);
 int ioh_remove_device(const char *name, char *err, size_t errlen);
+/* Add or change a named tenant of its device. */
+int ioh_tenant_set(const struct tenantconf *t, char *err, size_t errlen);
 /* A new endpoint: listed, given an id and a sidecore (any thread). */
 void ioh_fe_add(struct fe *f);
 /* A finished endpoint: unlisted and freed (its sidecore's thread). */

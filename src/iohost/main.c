@@ -47,6 +47,21 @@ static struct device *dev_find(const char *name)
 	return NULL;
 }
 
+int ioh_tenant_set(const struct tenantconf *t, char *err, size_t errlen)
+{
+	int r = tenantconf_check(t, err, errlen);
+	if (r)
+		return r;
+	struct device *d = ioh_dev_get(t->device);
+	if (!d) {
+		snprintf(err, errlen, "tenant %s: no device %s", t->name, t->device);
+		return -ENOENT;
+	}
+	r = qos_set(d, t, err, errlen);
+	dev_put(d);
+	return r;
+}
+
 int ioh_add_device(const struct devconf *c, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&ioh->lock);
@@ -438,6 +453,11 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	for (unsigned i = 0; i < host.conf.ntenants; i++)
+		if (ioh_tenant_set(&host.conf.tenants[i], err, sizeof(err))) {
+			fprintf(stderr, "zerolink-iohost: %s\n", err);
+			return 1;
+		}
 	for (unsigned i = 0; i < host.conf.nnbd; i++) {
 		int fd = nbd_listen(host.conf.nbd[i], err, sizeof(err));
 		if (fd < 0) {

@@ -162,8 +162,9 @@ static int side_open(struct device *d, struct crc *c, char *err, size_t errlen)
 		header(want, c->bs, c->blocks);
 		if (fstat(fd, &st) < 0 || pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
 		    memcmp(h, CRC_MAGIC, 8)) {
-			snprintf(err, errlen, "device %s: crc_file %s is not a zerolink CRC32C file",
-				 name, c->path);
+			snprintf(err, errlen,
+				 "device %s: crc_file %s is not a zerolink CRC32C file", name,
+				 c->path);
 			close(fd);
 			return -EINVAL;
 		}
@@ -178,14 +179,13 @@ static int side_open(struct device *d, struct crc *c, char *err, size_t errlen)
 			snprintf(err, errlen,
 				 "device %s: crc_file %s was made for %llu blocks of %u bytes, the "
 				 "device has %llu of %u (remove the file to start afresh)",
-				 name, c->path, blocks, get32(h + 12), (unsigned long long)c->blocks,
-				 c->bs);
+				 name, c->path, blocks, get32(h + 12),
+				 (unsigned long long)c->blocks, c->bs);
 			close(fd);
 			return -EINVAL;
 		}
 		if ((uint64_t)st.st_size < need) {
-			snprintf(err, errlen, "device %s: crc_file %s is cut short", name,
-				 c->path);
+			snprintf(err, errlen, "device %s: crc_file %s is cut short", name, c->path);
 			close(fd);
 			return -EINVAL;
 		}
@@ -272,8 +272,8 @@ static int crc_open(struct device *d, void **state, char *err, size_t errlen)
 	int r;
 	if (d->conf.backend == BK_RAM && !d->conf.crc_file[0]) {
 		c->maplen = (c->blocks * 4 + 4095) & ~(size_t)4095;
-		c->map = mmap(NULL, c->maplen, PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		c->map = mmap(NULL, c->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			      -1, 0);
 		if (c->map == MAP_FAILED) {
 			free(c);
 			return -ENOMEM;

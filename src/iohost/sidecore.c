@@ -163,6 +163,36 @@ static void drain_efd(int fd)
 	(void)r;
 }
 
+/* Requests QoS held back: try them again, in order; a tenant whose first
+ * one must still wait keeps the rest waiting too. */
+static unsigned sc_retry(struct sidecore *sc)
+{
+	struct qos_tenant *held[16];
+	unsigned nheld = 0, n = 0;
+	struct ioreq **pp = &sc->wait_head, *prev = NULL;
+	while (*pp) {
+		struct ioreq *r = *pp;
+		bool skip = false;
+		for (unsigned i = 0; i < nheld && !skip; i++)
+			skip = held[i] == r->qos_t;
+		if (!skip && nheld < 16 && !qos_admit(r->dev->qos, r, true)) {
+			held[nheld++] = r->qos_t;
+			skip = true;
+		}
+		if (skip || nheld == 16) {
+			prev = r;
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		if (sc->wait_tail == r)
+			sc->wait_tail = prev;
+		dev_dispatch(sc, r);
+		n++;
+	}
+	return n;
+}
+
 /* Arm everything and sleep until an event. */
 static void sc_sleep(struct sidecore *sc)
 {
@@ -171,7 +201,8 @@ static void sc_sleep(struct sidecore *sc)
 	for (unsigned i = 0; i < sc->nq && !work; i++)
 		if (sc->fes[i]->ops->arm(sc->fes[i]))
 			work = true;
-	if (!work && !zl_read_once(&sc->inbox) && !io_uring_cq_ready(&sc->ring) && !sc->done_head) {
+	if (!work && !zl_read_once(&sc->inbox) && !io_uring_cq_ready(&sc->ring) && !sc->done_head &&
+	    !sc->wait_head) {
 		struct epoll_event ev[16];
 		__atomic_fetch_add(&sc->sleeps, 1, __ATOMIC_RELAXED);
 		int n = epoll_wait(sc->ep, ev, 16, -1);
@@ -202,6 +233,8 @@ static void *sc_main(void *arg)
 		unsigned work = 0;
 		if (zl_read_once(&sc->inbox))
 			run = sc_inbox(sc) && run;
+		if (sc->wait_head)
+			work += sc_retry(sc);
 		for (unsigned i = 0; i < sc->nq;) {
 			struct fe *f = sc->fes[i];
 			if (!run)
@@ -221,8 +254,11 @@ static void *sc_main(void *arg)
 			}
 			i++;
 		}
-		if (sc->sq_pending) {
-			io_uring_submit(&sc->ring);
+		if (sc->sq_pending || (sc->uring_inflight && !io_uring_cq_ready(&sc->ring))) {
+			/* entering the kernel also runs the task work that posts
+			 * completions of block I/O (they wait for this thread
+			 * to make a system call) */
+			io_uring_submit_and_get_events(&sc->ring);
 			sc->sq_pending = 0;
 		}
 		if (sc->uring_inflight)
@@ -234,10 +270,12 @@ static void *sc_main(void *arg)
 			__atomic_fetch_add(&sc->busy_ns, t1 - t0, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&sc->reqs, work, __ATOMIC_RELAXED);
 			idle_since = t1;
-		} else if (sc->uring_inflight && t1 - idle_since < sc->idle_ns) {
+		} else if (sc->uring_inflight && (sc->wait_head || t1 - idle_since < sc->idle_ns)) {
 			/* the kernel's io_uring workers may be doing that I/O on
 			 * this core: give them the core rather than spin */
 			sched_yield();
+		} else if (sc->wait_head) {
+			/* requests wait for QoS tokens, which come with time */
 		} else if (t1 - idle_since >= sc->idle_ns && run) {
 			sc_sleep(sc);
 			idle_since = ioh_now_ns();

@@ -119,9 +119,10 @@ int main(void)
 
 	char s0[320], s1[320];
 	snprintf(s0, sizeof(s0), "%s:backend=file,path=%s,modules=crc32c", ioh_dev("crc"), img);
-	snprintf(s1, sizeof(s1),
-		 "%s:backend=file,path=%s,size=%u,block_size=4096,modules=crc32c+crypt,crypt_key=%s",
-		 ioh_dev("cc"), img2, DEV_SIZE, key);
+	snprintf(
+		s1, sizeof(s1),
+		"%s:backend=file,path=%s,size=%u,block_size=4096,modules=crc32c+crypt,crypt_key=%s",
+		ioh_dev("cc"), img2, DEV_SIZE, key);
 	const char *args[] = {"--sidecores", "0", "--device", s0, "--device", s1, NULL};
 	ioh_start(&ioh, args);
 	ctx = test_ctx("test_blk_crc");
@@ -140,8 +141,8 @@ int main(void)
 	/* writes: copied, zero-copy with FUA; then a flush */
 	fill_pattern(p, len, 11);
 	CHECK_EQ(zl_blk_write(q, p, len, 0, 0), (int)len);
-	struct zl_blk_req r = {.op = ZL_BLK_OP_WRITE, .len = len, .offset = 1 << 20,
-			       .flags = ZL_BLK_F_FUA};
+	struct zl_blk_req r = {
+		.op = ZL_BLK_OP_WRITE, .len = len, .offset = 1 << 20, .flags = ZL_BLK_F_FUA};
 	CHECK_EQ(zl_blk_buf_alloc(q, len, &r.buf), 0);
 	memcpy(r.buf.data, p, len);
 	CHECK_EQ(zl_blk_submit(q, &r, 1, 0), 1);

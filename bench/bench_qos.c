@@ -1,0 +1,438 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zerolink bench, group "qos": two tenants of one I/O host device.
+ *
+ *   gold   this program's user: 4 KiB random reads, queue depth 4
+ *   bulk   user nobody (65534): 4 KiB random reads, queue depth 32 (floods)
+ *
+ * Timeline, in steps of T: gold alone [0,T), both [T,3T), bulk alone
+ * [3T,4T); completions counted in 50 ms bins. Twice, in the same run:
+ * without QoS, then with gold reserved most of what it did alone in the
+ * first run (80% of what it did alone). Targets: with QoS, gold's median rate while bulk floods within
+ * 10% of its reservation (at least 0.9x); alone, each tenant gets what it
+ * got without QoS (work-conserving). The device is a 256 MiB file on disk
+ * (/var/tmp, or $ZEROLINK_BENCH_QOS_DIR), read with O_DIRECT: the disk is
+ * what the tenants contend for. The sidecore runs on core A, both tenants
+ * on core B. Needs root (the second tenant is another user).
+ * ZEROLINK_BENCH_QOS_LS=1 prints the I/O host's `ls` after the QoS run.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <zerolink/blk.h>
+
+#include "bench.h"
+#include "cli.h"
+
+#define BIN_NS 50000000ull
+#define NBINS 200
+
+struct shared {
+	uint64_t t0; /* the timeline's start */
+	uint64_t bins[2][NBINS];
+	int err[2];
+};
+
+struct tenant_arg {
+	int who; /* 0 gold, 1 bulk */
+	unsigned qd;
+	uint64_t from, to; /* ns after t0 */
+	const char *dev;
+	struct shared *sh;
+};
+
+static uint64_t rnd(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static int tenant_main(void *p)
+{
+	struct tenant_arg *a = p;
+	if (a->who == 1 && (setgroups(0, NULL) || setgid(65534) || setuid(65534)))
+		return 10;
+	struct zl_ctx *ctx;
+	struct zl_ctx_opts co = {.name = a->who ? "bench-qos-bulk" : "bench-qos-gold"};
+	if ((a->sh->err[a->who] = zl_ctx_open(&ctx, &co)))
+		return 11;
+	struct zl_blk *d;
+	/* a short spin: the two tenants share a core, and a spinning waiter
+	 * would take it from the other */
+	struct zl_blk_opts bo2 = {.queues = 1, .depth = a->qd, .spin_ns = 20000};
+	if ((a->sh->err[a->who] = zl_blk_open(ctx, a->dev, &bo2, &d)))
+		return 12;
+	struct zl_blk_info in;
+	zl_blk_info(d, &in);
+	struct zl_blk_queue *q = zl_blk_queue(d, 0);
+	int err = 0;
+	uint64_t blocks = in.size / 4096, x = 88172645463325252ull + (uint64_t)a->who;
+	while (now_ns() < a->sh->t0 + a->from)
+		usleep(100);
+	uint64_t end = a->sh->t0 + a->to;
+	struct zl_blk_req r[32];
+	struct zl_blk_cpl c[32];
+	unsigned inflight = 0;
+	bool stop = false;
+	while (!stop || inflight) {
+		unsigned k = 0;
+		while (!stop && inflight + k < a->qd) {
+			r[k] = (struct zl_blk_req){.op = ZL_BLK_OP_READ,
+						   .len = 4096,
+						   .offset = (rnd(&x) % blocks) * 4096};
+			k++;
+		}
+		for (unsigned s = 0; s < k;) {
+			int n = zl_blk_submit(q, r + s, k - s, 0);
+			if (n < 0) {
+				err = n;
+				break;
+			}
+			s += (unsigned)n;
+		}
+		if (err)
+			break;
+		inflight += k;
+		int n = zl_blk_reap(q, c, 32, 0);
+		if (n < 0) {
+			err = n;
+			break;
+		}
+		uint64_t now = now_ns();
+		for (int i = 0; i < n; i++) {
+			if (c[i].status && !err)
+				err = c[i].status;
+			zl_blk_cpl_release(q, &c[i]);
+		}
+		inflight -= (unsigned)n;
+		uint64_t bin = (now - a->sh->t0) / BIN_NS;
+		if (bin < NBINS)
+			a->sh->bins[a->who][bin] += (unsigned)n;
+		if (now >= end || err)
+			stop = true;
+	}
+	a->sh->err[a->who] = err;
+	zl_blk_close(d);
+	zl_ctx_close(ctx);
+	return err ? 13 : 0;
+}
+
+static struct {
+	char dir[64], control[100], broker[100], dev[48], img[96];
+	pid_t ioh, zld;
+	char *old_broker; /* ZEROLINK_BROKER before */
+} Q;
+
+static char *ctl(const char *line)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", Q.control);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	char *b = calloc(1, 65536);
+	size_t n = 0;
+	ssize_t k;
+	if (write(fd, line, strlen(line)) < 0 || write(fd, "\n", 1) < 0)
+		n = 0;
+	while (b && (k = read(fd, b + n, 65535 - n)) > 0)
+		n += (size_t)k;
+	close(fd);
+	return b;
+}
+
+/* A broker of its own that every user reaches (the tenants are two users),
+ * and the I/O host on it. */
+static int start(void)
+{
+	char prog[4096], zld[4200], sc[16], d0[224];
+	cli_iohost_path(prog, sizeof(prog));
+	snprintf(zld, sizeof(zld), "%s", prog);
+	char *slash = strrchr(zld, '/');
+	if (slash)
+		snprintf(slash + 1, sizeof(zld) - (size_t)(slash + 1 - zld), "zerolinkd");
+	if (!slash || access(zld, X_OK))
+		snprintf(zld, sizeof(zld), "zerolinkd");
+	snprintf(Q.dir, sizeof(Q.dir), "/tmp/zl-bench-qos-%d", (int)getpid());
+	mkdir(Q.dir, 0755);
+	chmod(Q.dir, 0755);
+	snprintf(Q.broker, sizeof(Q.broker), "%s/broker.sock", Q.dir);
+	const char *bargv[] = {zld, "--socket", Q.broker, "--public", "--idle-exit", "0", NULL};
+	Q.zld = proc_spawn(bargv, false, 0, NULL);
+	struct stat st;
+	for (int i = 0; i < 500 && stat(Q.broker, &st); i++)
+		usleep(10000);
+	if (stat(Q.broker, &st))
+		return -1;
+	const char *old = getenv("ZEROLINK_BROKER");
+	Q.old_broker = old ? strdup(old) : NULL;
+	setenv("ZEROLINK_BROKER", Q.broker, 1);
+	snprintf(Q.control, sizeof(Q.control), "%s/iohost.sock", Q.dir);
+	snprintf(Q.dev, sizeof(Q.dev), "bench-qos-%d", (int)getpid());
+	snprintf(sc, sizeof(sc), "%d", bo.cpu[0]);
+	/* a file on a disk: the device is what the tenants contend for (on
+	 * a RAM device the shared resource would be the client core) */
+	const char *where = getenv("ZEROLINK_BENCH_QOS_DIR");
+	snprintf(Q.img, sizeof(Q.img), "%s/zl-bench-qos-%d.img", where ? where : "/var/tmp",
+		 (int)getpid());
+	int fd = open(Q.img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	static char chunk[1 << 20];
+	memset(chunk, 0x5a, sizeof(chunk));
+	for (int i = 0; i < 256; i++)
+		if (write(fd, chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk)) {
+			close(fd);
+			return -1;
+		}
+	fsync(fd);
+	close(fd);
+	snprintf(d0, sizeof(d0), "%s:backend=file,path=%s,users=*", Q.dev, Q.img);
+	const char *argv[] = {prog, "--control", Q.control, "--sidecores", sc, "--device", d0,
+			      NULL};
+	Q.ioh = proc_spawn(argv, false, 0, NULL);
+	for (int i = 0; i < 500; i++) {
+		char *a = ctl("ping");
+		if (a) {
+			free(a);
+			return 0;
+		}
+		if (waitpid(Q.ioh, NULL, WNOHANG) == Q.ioh) {
+			Q.ioh = 0;
+			return -1;
+		}
+		usleep(10000);
+	}
+	return -1;
+}
+
+static void stop(void)
+{
+	if (Q.ioh)
+		proc_stop(Q.ioh);
+	if (Q.zld)
+		proc_stop(Q.zld);
+	Q.ioh = Q.zld = 0;
+	if (Q.old_broker)
+		setenv("ZEROLINK_BROKER", Q.old_broker, 1);
+	else
+		unsetenv("ZEROLINK_BROKER");
+	free(Q.old_broker);
+	Q.old_broker = NULL;
+	char p[128];
+	snprintf(p, sizeof(p), "%s/broker.sock.ids", Q.dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/broker.sock.lock", Q.dir);
+	unlink(p);
+	unlink(Q.broker);
+	unlink(Q.control);
+	rmdir(Q.dir);
+	if (Q.img[0])
+		unlink(Q.img);
+}
+
+/* One timeline; rates (ops/s) per bin into rate[2][NBINS]. */
+static int timeline(double T, double rate[2][NBINS], int *nbins)
+{
+	struct shared *sh = shared_page(sizeof(*sh));
+	uint64_t t = (uint64_t)(T * 1e9);
+	struct tenant_arg a[2] = {{0, 4, 0, 3 * t, Q.dev, sh}, {1, 32, t, 4 * t, Q.dev, sh}};
+	sh->t0 = now_ns() + 300000000ull; /* time to connect */
+	pid_t p0 = fork_child(tenant_main, &a[0], 1), p1 = fork_child(tenant_main, &a[1], 1);
+	int s0 = wait_child(p0), s1 = wait_child(p1);
+	int err = 0;
+	if (s0 || s1) {
+		fprintf(stderr, "\nbench qos: a tenant failed (%d/%d: %s, %s)\n", s0, s1,
+			strerror(-sh->err[0]), strerror(-sh->err[1]));
+		err = -EIO;
+	}
+	*nbins = (int)(4 * t / BIN_NS);
+	if (*nbins > NBINS)
+		*nbins = NBINS;
+	for (int w = 0; w < 2; w++)
+		for (int i = 0; i < *nbins; i++)
+			rate[w][i] = (double)sh->bins[w][i] / ((double)BIN_NS / 1e9);
+	munmap(sh, sizeof(*sh));
+	return err;
+}
+
+/* The median rate of tenant w over [from, to) steps of the timeline,
+ * leaving out the first bin of each phase (the other tenant starts or
+ * stops there). */
+static double phase(double rate[2][NBINS], int w, int from, int to, int per)
+{
+	double v[NBINS];
+	int n = 0;
+	for (int i = from * per + 1; i < to * per && i < NBINS; i++)
+		v[n++] = rate[w][i];
+	return n ? median_d(v, (size_t)n) : NAN;
+}
+
+static char chart_data[128];
+static double Rsv;
+
+void bench_qos(void)
+{
+	if (geteuid() != 0) {
+		printf("qos: the second tenant runs as another user: needs root; skipped\n");
+		return;
+	}
+	if (start()) {
+		printf("qos: zerolinkd or zerolink-iohost did not start; skipped\n");
+		stop();
+		return;
+	}
+	double T = bo.quick ? 0.5 : 1.5;
+	int per = (int)(T * 1e9 / BIN_NS), nb;
+	static double none[2][NBINS], qos[2][NBINS];
+	progress("qos: two tenants, no QoS");
+	int e = timeline(T, none, &nb);
+	double gold_alone = phase(none, 0, 0, 1, per);
+	if (!e && gold_alone > 0) {
+		/* gold is reserved 80% of what it did alone, more than it got
+		 * without QoS while bulk flooded */
+		Rsv = floor(gold_alone * 0.8 / 100) * 100;
+		char line[256], uid[16];
+		snprintf(uid, sizeof(uid), "%u", (unsigned)geteuid());
+		snprintf(line, sizeof(line), "tenant gold device=%s users=%s reserve=%.0f weight=1",
+			 Q.dev, uid, Rsv);
+		char *a = ctl(line);
+		snprintf(line, sizeof(line), "tenant bulk device=%s users=65534 weight=1", Q.dev);
+		char *b = ctl(line);
+		if (!a || strncmp(a, "ok", 2) || !b || strncmp(b, "ok", 2)) {
+			fprintf(stderr, "\nbench qos: tenants refused: %s%s", a ? a : "?",
+				b ? b : "?");
+			e = -EINVAL;
+		}
+		free(a);
+		free(b);
+		progress("qos: two tenants, gold reserved %.0f ops/s", Rsv);
+		if (!e)
+			e = timeline(T, qos, &nb);
+		if (getenv("ZEROLINK_BENCH_QOS_LS")) {
+			char *l = ctl("ls");
+			fprintf(stderr, "\n%s", l ? l : "");
+			free(l);
+		}
+	}
+	stop();
+	if (e)
+		return;
+	result_add("none", "qos-gold-alone", 4096, "rate", "kIOPS", gold_alone / 1e3, 0, 0);
+	result_add("none", "qos-gold-shared", 4096, "rate", "kIOPS",
+		   phase(none, 0, 1, 3, per) / 1e3, 0, 0);
+	result_add("none", "qos-bulk-shared", 4096, "rate", "kIOPS",
+		   phase(none, 1, 1, 3, per) / 1e3, 0, 0);
+	result_add("none", "qos-bulk-alone", 4096, "rate", "kIOPS",
+		   phase(none, 1, 3, 4, per) / 1e3, 0, 0);
+	result_add("qos", "qos-reserve", 4096, "rate", "kIOPS", Rsv / 1e3, 0, 0);
+	result_add("qos", "qos-gold-alone", 4096, "rate", "kIOPS", phase(qos, 0, 0, 1, per) / 1e3,
+		   0, 0);
+	result_add("qos", "qos-gold-shared", 4096, "rate", "kIOPS",
+		   phase(qos, 0, 1, 3, per) / 1e3, 0, 0);
+	result_add("qos", "qos-bulk-shared", 4096, "rate", "kIOPS",
+		   phase(qos, 1, 1, 3, per) / 1e3, 0, 0);
+	result_add("qos", "qos-bulk-alone", 4096, "rate", "kIOPS", phase(qos, 1, 3, 4, per) / 1e3,
+		   0, 0);
+	/* the time series, for the chart */
+	snprintf(chart_data, sizeof(chart_data), "/tmp/zl-bench-qos-%d.dat", (int)getpid());
+	FILE *f = fopen(chart_data, "w");
+	if (f) {
+		for (int i = 0; i < nb; i++)
+			fprintf(f, "%.3f %.1f %.1f %.1f %.1f\n", (i + 0.5) * (double)BIN_NS / 1e9,
+				none[0][i] / 1e3, none[1][i] / 1e3, qos[0][i] / 1e3,
+				qos[1][i] / 1e3);
+		fclose(f);
+	} else {
+		chart_data[0] = 0;
+	}
+}
+
+static double qv(const char *path, const char *test)
+{
+	const struct result *r = result_find(path, test, 4096, "rate");
+	return r ? r->median : NAN;
+}
+
+void report_qos(void)
+{
+	if (isnan(qv("qos", "qos-reserve")))
+		return;
+	printf("\nQoS, two tenants of one device (4 KiB random reads, kIOPS, medians of 50 ms "
+	       "bins)\n");
+	printf("  %-10s %12s %14s %14s %12s\n", "", "gold alone", "gold, bulk on", "bulk, gold on",
+	       "bulk alone");
+	static const char *const sc[] = {"none", "qos"};
+	for (int i = 0; i < 2; i++)
+		printf("  %-10s %12.1f %14.1f %14.1f %12.1f\n", i ? "QoS" : "no QoS",
+		       qv(sc[i], "qos-gold-alone"), qv(sc[i], "qos-gold-shared"),
+		       qv(sc[i], "qos-bulk-shared"), qv(sc[i], "qos-bulk-alone"));
+	printf("  gold's reservation: %.1f kIOPS\n", qv("qos", "qos-reserve"));
+}
+
+void ratios_qos(void (*target)(const char *, double, double, bool))
+{
+	double r = qv("qos", "qos-reserve");
+	if (isnan(r))
+		return;
+	target("QoS: gold while bulk floods / its reservation", qv("qos", "qos-gold-shared") / r,
+	       0.9, false);
+	target("QoS: gold alone, with QoS / without", qv("qos", "qos-gold-alone") /
+							  qv("none", "qos-gold-alone"),
+	       0.9, false);
+	target("QoS: bulk alone, with QoS / without", qv("qos", "qos-bulk-alone") /
+							  qv("none", "qos-bulk-alone"),
+	       0.9, false);
+}
+
+int chart_qos(const char *png)
+{
+	if (!chart_data[0])
+		return 0;
+	char script[] = "/tmp/zl-bench-qos-XXXXXX";
+	int fd = mkstemp(script);
+	if (fd < 0)
+		return -1;
+	FILE *f = fdopen(fd, "w");
+	fprintf(f,
+		"set terminal pngcairo size 1000,450 font 'sans,10'\n"
+		"set output '%s'\n"
+		"set title 'QoS: tenant gold (queue depth 4) reserved %.0f kIOPS; tenant bulk "
+		"(depth 32) floods from %.1f s to %.1f s; a file on disk, O_DIRECT'\n"
+		"set xlabel 'time (s)'\nset ylabel 'kIOPS (4 KiB random reads, 50 ms bins)'\n"
+		"set grid\nset key outside right\nset yrange [0:*]\n"
+		"plot '%s' using 1:4 with lines lw 2 lc rgb '#1f77b4' title 'gold, QoS', "
+		"'' using 1:5 with lines lw 2 lc rgb '#d62728' title 'bulk, QoS', "
+		"'' using 1:2 with lines dt 2 lc rgb '#1f77b4' title 'gold, no QoS', "
+		"'' using 1:3 with lines dt 2 lc rgb '#d62728' title 'bulk, no QoS', "
+		"%.3f with lines lc rgb 'black' dt 3 title 'reservation'\n",
+		png, Rsv / 1e3, bo.quick ? 0.5 : 1.5, bo.quick ? 1.5 : 4.5, chart_data, Rsv / 1e3);
+	fclose(f);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("gnuplot", "gnuplot", script, (char *)NULL);
+		_exit(127);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	unlink(script);
+	unlink(chart_data);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}

@@ -1,0 +1,390 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-tenant QoS of a device, after Gatekeeper (WIOV'11): each tenant has a
+ * reservation (operations per second it is guaranteed), a limit (at most
+ * this many) and a weight (its share of what is left). A tenant is a named
+ * set of users (`zerolink iohost tenant`, or [tenant NAME] in the config);
+ * every other user is a tenant of its own with weight 1.
+ *
+ * Unit: an operation moves up to 4 KiB; a larger request counts one per
+ * 4 KiB (a 1 MiB write is 256); flush, discard and write-zeroes count one.
+ *
+ * Enforcement, in dev_submit() on the sidecore, before the interposition
+ * chain: token buckets. A request is admitted if its tenant is under its
+ * limit and has reservation tokens, or, failing those, tokens of the spare
+ * rate; otherwise it waits on its sidecore's list (in order, per tenant)
+ * and is tried again on every turn of the sidecore's loop. Buckets may go
+ * into debt by one request, so a request larger than a bucket passes.
+ *
+ * The spare rate S is shared by the active tenants in proportion to their
+ * weights. It starts unlimited (work-conserving: with no contention any
+ * tenant can use the whole device). A controller, run every 10 ms by
+ * whichever sidecore first sees the window end, measures each tenant with
+ * a reservation: the share of its reservation it got over the time it was
+ * busy (had requests outstanding), smoothed over windows. Below 97% while
+ * others used spare capacity, the device is over-committed: S is cut by
+ * 15%. Otherwise S grows by 5% a window while it holds someone back (20%
+ * when it does not), and becomes unlimited again once above twice what the
+ * device delivered: additive-increase/multiplicative-decrease on the
+ * capacity given away, the reservations kept out of it.
+ *
+ * A reservation is a promise the device must be able to keep: one larger
+ * than what the tenant's own queue depth reaches alone keeps S cut to its
+ * floor (1% of what the device delivers) while others are busy.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iohost.h"
+
+#define QOS_WINDOW_NS 10000000ull
+#define QOS_BURST_S 0.002 /* a bucket holds 2 ms of its rate */
+#define QOS_CUT 0.85
+#define QOS_GROW_HELD 1.05
+#define QOS_GROW_FREE 1.2
+
+uint32_t qos_cost(const struct ioreq *r)
+{
+	if (r->op != ZL_BLK_OP_READ && r->op != ZL_BLK_OP_WRITE)
+		return 1;
+	return r->len <= 4096 ? 1 : (r->len + 4095) / 4096;
+}
+
+static struct qos *qos_new(void)
+{
+	struct qos *q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	pthread_mutex_init(&q->lock, NULL);
+	q->spare = -1;
+	q->win_start = ioh_now_ns();
+	return q;
+}
+
+void qos_free(struct qos *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
+static bool conf_has(const struct tenantconf *c, uint32_t uid)
+{
+	if (uid == UINT32_MAX)
+		return c->tcp;
+	for (unsigned i = 0; i < c->nuids; i++)
+		if (c->uids[i] == uid)
+			return true;
+	return false;
+}
+
+/* The tenant of a client's user (UINT32_MAX: NBD over TCP), under lock. */
+static struct qos_tenant *tenant_of(struct qos *q, uint32_t uid)
+{
+	for (unsigned i = 0; i < q->n; i++)
+		if (q->t[i].configured && conf_has(&q->t[i].c, uid))
+			return &q->t[i];
+	for (unsigned i = 0; i < q->n; i++)
+		if (!q->t[i].configured && q->t[i].uid == uid)
+			return &q->t[i];
+	struct qos_tenant *t;
+	if (q->n < QOS_TENANTS - 1) {
+		t = &q->t[q->n++];
+	} else {
+		/* full: every further user shares the last entry */
+		t = &q->t[QOS_TENANTS - 1];
+		if (q->n == QOS_TENANTS)
+			return t;
+		q->n = QOS_TENANTS;
+	}
+	memset(&t->c, 0, sizeof(t->c));
+	t->c.weight = 1;
+	t->uid = uid;
+	t->last_ns = ioh_now_ns();
+	return t;
+}
+
+static double burst(double rate)
+{
+	double b = rate * QOS_BURST_S;
+	return b < 1 ? 1 : b;
+}
+
+static void refill(struct qos *q, struct qos_tenant *t, uint64_t now)
+{
+	double dt = (double)(now - t->last_ns) / 1e9;
+	t->last_ns = now;
+	if (t->c.reserve) {
+		t->tok_r += (double)t->c.reserve * dt;
+		if (t->tok_r > burst((double)t->c.reserve))
+			t->tok_r = burst((double)t->c.reserve);
+	}
+	if (t->c.limit) {
+		t->tok_l += (double)t->c.limit * dt;
+		if (t->tok_l > burst((double)t->c.limit))
+			t->tok_l = burst((double)t->c.limit);
+	}
+	if (q->spare >= 0) {
+		double w = (double)t->c.weight, sw = q->sumw > w ? q->sumw : w;
+		double share = q->spare * w / sw;
+		t->tok_s += share * dt;
+		if (t->tok_s > burst(share))
+			t->tok_s = burst(share);
+	}
+}
+
+/* The controller: the end of a window (under lock). */
+static void window(struct qos *q, uint64_t now)
+{
+	double ws = (double)(now - q->win_start) / 1e9;
+	double total = 0, spare_used = 0, sumw = 0;
+	bool held = false;
+	for (unsigned i = 0; i < q->n; i++) {
+		struct qos_tenant *t = &q->t[i];
+		total += (double)t->win_done;
+		spare_used += (double)t->win_spare;
+	}
+	bool cut = false;
+	for (unsigned i = 0; i < q->n; i++) {
+		struct qos_tenant *t = &q->t[i];
+		uint64_t busy = t->busy_ns;
+		if (t->outstanding) {
+			busy += now - t->busy_since;
+			t->busy_since = now;
+		}
+		double bs = (double)busy / 1e9;
+		t->rate = (double)t->win_done / ws;
+		/* how much of its reservation a busy reserved tenant got,
+		 * smoothed over windows (one window is a few hundred
+		 * requests: noisy) */
+		if (t->c.reserve && bs >= 0.3 * ws) {
+			double got = (double)t->win_done / ((double)t->c.reserve * bs);
+			t->got = t->got > 0 ? 0.7 * t->got + 0.3 * got : got;
+			if (t->got < 0.97 && spare_used - (double)t->win_spare > 0)
+				cut = true;
+		}
+		if (busy || t->deferred)
+			sumw += (double)t->c.weight;
+		held = held || t->win_held;
+		t->busy_ns = 0;
+		t->win_done = t->win_spare = 0;
+		t->win_held = false;
+	}
+	q->dev_rate = total / ws;
+	q->sumw = sumw;
+	if (cut) {
+		double base = q->spare >= 0 ? q->spare : spare_used / ws;
+		double floor = q->dev_rate * 0.01 > 100 ? q->dev_rate * 0.01 : 100;
+		q->spare = base * QOS_CUT > floor ? base * QOS_CUT : floor;
+		q->cuts++;
+	} else if (q->spare >= 0) {
+		q->spare = q->spare * (held ? QOS_GROW_HELD : QOS_GROW_FREE) + 100;
+		if (q->spare > 2 * q->dev_rate + 1000)
+			q->spare = -1;
+	}
+	q->win_start = now;
+}
+
+bool qos_admit(struct qos *q, struct ioreq *r, bool head)
+{
+	uint64_t now = ioh_now_ns();
+	uint32_t cost = qos_cost(r);
+	pthread_mutex_lock(&q->lock);
+	if (now - q->win_start >= QOS_WINDOW_NS)
+		window(q, now);
+	struct qos_tenant *t = r->qos_t;
+	if (!t) {
+		t = tenant_of(q, r->fe ? r->fe->uid : UINT32_MAX);
+		r->qos_t = t;
+		r->qos_cost = cost;
+	}
+	refill(q, t, now);
+	bool ok = false;
+	if (t->deferred && !head) {
+		ok = false; /* behind the tenant's waiting requests */
+	} else if (t->c.limit && t->tok_l <= 0) {
+		t->win_held = true;
+	} else if (t->c.reserve && t->tok_r > 0) {
+		t->tok_r -= cost;
+		ok = true;
+	} else if (q->spare < 0 || t->tok_s > 0) {
+		if (q->spare >= 0)
+			t->tok_s -= cost;
+		t->win_spare += cost;
+		ok = true;
+	} else {
+		t->win_held = true;
+	}
+	if (ok) {
+		if (t->c.limit)
+			t->tok_l -= cost;
+		if (t->outstanding++ == 0)
+			t->busy_since = now;
+		if (head)
+			t->deferred--;
+		t->reqs++;
+		t->units += cost;
+	} else if (!head) {
+		t->deferred++;
+		t->deferrals++;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return ok;
+}
+
+void qos_done(struct ioreq *r)
+{
+	struct qos *q = r->dev->qos;
+	struct qos_tenant *t = r->qos_t;
+	uint64_t now = ioh_now_ns();
+	pthread_mutex_lock(&q->lock);
+	t->win_done += r->qos_cost;
+	if (--t->outstanding == 0)
+		t->busy_ns += now - t->busy_since;
+	if (now - q->win_start >= QOS_WINDOW_NS)
+		window(q, now);
+	pthread_mutex_unlock(&q->lock);
+	r->qos_t = NULL;
+}
+
+int qos_set(struct device *d, const struct tenantconf *c, char *err, size_t errlen)
+{
+	struct qos *q = __atomic_load_n(&d->qos, __ATOMIC_ACQUIRE);
+	if (!q) {
+		if (!(q = qos_new()))
+			return -ENOMEM;
+		__atomic_store_n(&d->qos, q, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_lock(&q->lock);
+	struct qos_tenant *t = NULL;
+	for (unsigned i = 0; i < q->n; i++)
+		if (q->t[i].configured && !strcmp(q->t[i].c.name, c->name))
+			t = &q->t[i];
+	/* a user belongs to one tenant of a device */
+	for (unsigned i = 0; i < q->n; i++) {
+		if (!q->t[i].configured || &q->t[i] == t)
+			continue;
+		for (unsigned k = 0; k < c->nuids; k++)
+			if (conf_has(&q->t[i].c, c->uids[k])) {
+				snprintf(err, errlen, "device %s: user %u is in tenant %s already",
+					 d->conf.name, c->uids[k], q->t[i].c.name);
+				pthread_mutex_unlock(&q->lock);
+				return -EEXIST;
+			}
+		if (c->tcp && q->t[i].c.tcp) {
+			snprintf(err, errlen, "device %s: tcp is in tenant %s already",
+				 d->conf.name, q->t[i].c.name);
+			pthread_mutex_unlock(&q->lock);
+			return -EEXIST;
+		}
+	}
+	if (!t) {
+		/* a user's own entry becomes the tenant, or a free one */
+		for (unsigned i = 0; i < q->n && !t; i++)
+			if (!q->t[i].configured && conf_has(c, q->t[i].uid))
+				t = &q->t[i];
+		if (!t && q->n < QOS_TENANTS - 1)
+			t = &q->t[q->n++];
+		if (!t) {
+			snprintf(err, errlen, "device %s: too many tenants (at most %d)",
+				 d->conf.name, QOS_TENANTS - 1);
+			pthread_mutex_unlock(&q->lock);
+			return -ENOSPC;
+		}
+		t->last_ns = ioh_now_ns();
+		t->uid = UINT32_MAX - 1; /* nobody's own */
+	}
+	t->c = *c;
+	t->configured = true;
+	t->tok_r = t->tok_l = t->tok_s = 0;
+	/* the users' own entries give way to it */
+	for (unsigned i = 0; i < q->n; i++)
+		if (!q->t[i].configured && conf_has(c, q->t[i].uid))
+			q->t[i].uid = UINT32_MAX - 1;
+	q->configured = 0;
+	for (unsigned i = 0; i < q->n; i++)
+		q->configured += q->t[i].configured;
+	pthread_mutex_unlock(&q->lock);
+	return 0;
+}
+
+int qos_unset(struct device *d, const char *name, char *err, size_t errlen)
+{
+	struct qos *q = __atomic_load_n(&d->qos, __ATOMIC_ACQUIRE);
+	int r = -ENOENT;
+	if (q) {
+		pthread_mutex_lock(&q->lock);
+		for (unsigned i = 0; i < q->n; i++)
+			if (q->t[i].configured && !strcmp(q->t[i].c.name, name)) {
+				/* requests in flight keep the entry; it serves nobody */
+				q->t[i].configured = false;
+				q->t[i].uid = UINT32_MAX - 1;
+				q->t[i].c.reserve = q->t[i].c.limit = 0;
+				q->configured--;
+				r = 0;
+			}
+		pthread_mutex_unlock(&q->lock);
+	}
+	if (r)
+		snprintf(err, errlen, "device %s has no tenant %s", d->conf.name, name);
+	return r;
+}
+
+static void who(const struct qos_tenant *t, char *b, size_t n)
+{
+	if (!t->configured) {
+		if (t->uid == UINT32_MAX)
+			snprintf(b, n, "tcp");
+		else
+			snprintf(b, n, "uid %u", t->uid);
+		return;
+	}
+	size_t k = (size_t)snprintf(b, n, "%s", t->c.name);
+	for (unsigned i = 0; i < t->c.nuids && k < n; i++)
+		k += (size_t)snprintf(b + k, n - k, "%s%u", i ? "," : " (uid ", t->c.uids[i]);
+	if (k < n && t->c.tcp)
+		k += (size_t)snprintf(b + k, n - k, "%s", t->c.nuids ? ",tcp" : " (tcp");
+	if (k < n && (t->c.nuids || t->c.tcp))
+		snprintf(b + k, n - k, ")");
+}
+
+void qos_report(struct device *d, struct out *o, bool prom)
+{
+	struct qos *q = __atomic_load_n(&d->qos, __ATOMIC_ACQUIRE);
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	if (!prom) {
+		if (q->spare < 0)
+			outf(o, "    qos: spare unlimited; %.0f ops/s delivered; %llu cuts\n",
+			     q->dev_rate, (unsigned long long)q->cuts);
+		else
+			outf(o, "    qos: spare %.0f ops/s; %.0f ops/s delivered; %llu cuts\n",
+			     q->spare, q->dev_rate, (unsigned long long)q->cuts);
+	}
+	for (unsigned i = 0; i < q->n; i++) {
+		const struct qos_tenant *t = &q->t[i];
+		if (!t->configured && !t->reqs)
+			continue;
+		char w[96];
+		who(t, w, sizeof(w));
+		if (prom) {
+			outf(o, "zerolink_iohost_qos_ops_total{device=\"%s\",tenant=\"%s\"} %llu\n",
+			     d->conf.name, w, (unsigned long long)t->units);
+			outf(o,
+			     "zerolink_iohost_qos_deferred_total{device=\"%s\",tenant=\"%s\"} %llu\n",
+			     d->conf.name, w, (unsigned long long)t->deferrals);
+			continue;
+		}
+		outf(o,
+		     "      tenant %s: reserve %llu limit %llu weight %u; %.0f ops/s; %llu ops, "
+		     "%llu requests waited\n",
+		     w, (unsigned long long)t->c.reserve, (unsigned long long)t->c.limit,
+		     t->c.weight, t->rate, (unsigned long long)t->units,
+		     (unsigned long long)t->deferrals);
+	}
+	pthread_mutex_unlock(&q->lock);
+}
