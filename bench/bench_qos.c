@@ -8,9 +8,9 @@
  * Timeline, in steps of T: gold alone [0,T), both [T,3T), bulk alone
  * [3T,4T); completions counted in 50 ms bins. Twice, in the same run:
  * without QoS, then with gold reserved most of what it did alone in the
- * first run (80% of what it did alone). Targets: with QoS, gold's median rate while bulk floods within
- * 10% of its reservation (at least 0.9x); alone, each tenant gets what it
- * got without QoS (work-conserving). The device is a 256 MiB file on disk
+ * first run (80% of what it did alone). Targets: with QoS, gold's median rate while bulk floods
+ * within 10% of its reservation (at least 0.9x); alone, each tenant gets what it got without QoS
+ * (work-conserving). The device is a 256 MiB file on disk
  * (/var/tmp, or $ZEROLINK_BENCH_QOS_DIR), read with O_DIRECT: the disk is
  * what the tenants contend for. The sidecore runs on core A, both tenants
  * on core B. Needs root (the second tenant is another user).
@@ -205,8 +205,8 @@ static int start(void)
 	fsync(fd);
 	close(fd);
 	snprintf(d0, sizeof(d0), "%s:backend=file,path=%s,users=*", Q.dev, Q.img);
-	const char *argv[] = {prog, "--control", Q.control, "--sidecores", sc, "--device", d0,
-			      NULL};
+	const char *argv[] = {prog, "--control", Q.control, "--sidecores",
+			      sc,   "--device",  d0,        NULL};
 	Q.ioh = proc_spawn(argv, false, 0, NULL);
 	for (int i = 0; i < 500; i++) {
 		char *a = ctl("ping");
@@ -340,15 +340,15 @@ void bench_qos(void)
 		   phase(none, 0, 1, 3, per) / 1e3, 0, 0);
 	result_add("none", "qos-bulk-shared", 4096, "rate", "kIOPS",
 		   phase(none, 1, 1, 3, per) / 1e3, 0, 0);
-	result_add("none", "qos-bulk-alone", 4096, "rate", "kIOPS",
-		   phase(none, 1, 3, 4, per) / 1e3, 0, 0);
+	result_add("none", "qos-bulk-alone", 4096, "rate", "kIOPS", phase(none, 1, 3, 4, per) / 1e3,
+		   0, 0);
 	result_add("qos", "qos-reserve", 4096, "rate", "kIOPS", Rsv / 1e3, 0, 0);
 	result_add("qos", "qos-gold-alone", 4096, "rate", "kIOPS", phase(qos, 0, 0, 1, per) / 1e3,
 		   0, 0);
-	result_add("qos", "qos-gold-shared", 4096, "rate", "kIOPS",
-		   phase(qos, 0, 1, 3, per) / 1e3, 0, 0);
-	result_add("qos", "qos-bulk-shared", 4096, "rate", "kIOPS",
-		   phase(qos, 1, 1, 3, per) / 1e3, 0, 0);
+	result_add("qos", "qos-gold-shared", 4096, "rate", "kIOPS", phase(qos, 0, 1, 3, per) / 1e3,
+		   0, 0);
+	result_add("qos", "qos-bulk-shared", 4096, "rate", "kIOPS", phase(qos, 1, 1, 3, per) / 1e3,
+		   0, 0);
 	result_add("qos", "qos-bulk-alone", 4096, "rate", "kIOPS", phase(qos, 1, 3, 4, per) / 1e3,
 		   0, 0);
 	/* the time series, for the chart */
@@ -394,12 +394,10 @@ void ratios_qos(void (*target)(const char *, double, double, bool))
 		return;
 	target("QoS: gold while bulk floods / its reservation", qv("qos", "qos-gold-shared") / r,
 	       0.9, false);
-	target("QoS: gold alone, with QoS / without", qv("qos", "qos-gold-alone") /
-							  qv("none", "qos-gold-alone"),
-	       0.9, false);
-	target("QoS: bulk alone, with QoS / without", qv("qos", "qos-bulk-alone") /
-							  qv("none", "qos-bulk-alone"),
-	       0.9, false);
+	target("QoS: gold alone, with QoS / without",
+	       qv("qos", "qos-gold-alone") / qv("none", "qos-gold-alone"), 0.9, false);
+	target("QoS: bulk alone, with QoS / without",
+	       qv("qos", "qos-bulk-alone") / qv("none", "qos-bulk-alone"), 0.9, false);
 }
 
 int chart_qos(const char *png)

@@ -7,6 +7,7 @@
  * and rebalances queues between sidecores. It is never on the request path.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -281,7 +282,9 @@ static int ctl_listen(const char *path)
 		*slash = 0;
 		mkdir(dir, 0700);
 	}
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 16) < 0) {
+	/* bound now (the place is taken), listening once the devices are
+	 * served: whoever gets an answer finds them */
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		int e = -errno;
 		close(fd);
 		return e;
@@ -329,6 +332,11 @@ static int device_arg(const char *arg, struct devconf *d, char *err, size_t errl
 
 int main(int argc, char **argv)
 {
+	/* buffers of up to a request's size (a module's, 1 MiB at most) come
+	 * from the heap and are reused, rather than mapped and unmapped, and
+	 * faulted in, for every request */
+	mallopt(M_MMAP_THRESHOLD, 8 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	static const struct option lopts[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"control", required_argument, NULL, 'C'},
@@ -482,6 +490,11 @@ int main(int argc, char **argv)
 	}
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_ctl};
 	epoll_ctl(host.ep, EPOLL_CTL_ADD, host.ctl_fd, &ev);
+	if (listen(host.ctl_fd, 16) < 0) {
+		fprintf(stderr, "zerolink-iohost: control socket %s: %s\n", host.conf.control,
+			strerror(errno));
+		return 1;
+	}
 	ev.data.ptr = &tag_sig;
 	epoll_ctl(host.ep, EPOLL_CTL_ADD, sfd, &ev);
 	ev.data.ptr = &tag_timer;

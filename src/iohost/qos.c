@@ -375,7 +375,8 @@ void qos_report(struct device *d, struct out *o, bool prom)
 			outf(o, "zerolink_iohost_qos_ops_total{device=\"%s\",tenant=\"%s\"} %llu\n",
 			     d->conf.name, w, (unsigned long long)t->units);
 			outf(o,
-			     "zerolink_iohost_qos_deferred_total{device=\"%s\",tenant=\"%s\"} %llu\n",
+			     "zerolink_iohost_qos_deferred_total{device=\"%s\",tenant=\"%s\"} "
+			     "%llu\n",
 			     d->conf.name, w, (unsigned long long)t->deferrals);
 			continue;
 		}

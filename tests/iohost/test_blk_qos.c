@@ -25,7 +25,8 @@ static double rate(struct zl_blk_queue *q, double secs)
 	while (!stop || inflight) {
 		unsigned k = 0;
 		while (!stop && inflight + k < 8) {
-			r[k] = (struct zl_blk_req){.op = ZL_BLK_OP_READ, .len = 4096, .offset = off};
+			r[k] = (struct zl_blk_req){
+				.op = ZL_BLK_OP_READ, .len = 4096, .offset = off};
 			off = (off + 4096) % (1 << 20);
 			k++;
 		}
