@@ -129,6 +129,18 @@ static inline void ioh_start(struct ioh_proc *p, const char *const *args)
 	exit(1);
 }
 
+/* The control command must answer an error that says why. */
+static inline void ioh_refused(const struct ioh_proc *p, const char *line, const char *why)
+{
+	char *a = ioh_ctl(p, line);
+	CHECK(a && !strncmp(a, "error: ", 7));
+	if (!strstr(a, why)) {
+		fprintf(stderr, "'%s' answered '%s', without '%s'\n", line, a, why);
+		exit(1);
+	}
+	free(a);
+}
+
 /* SIGTERM, and it must exit 0 within 10 s. */
 static inline void ioh_stop(struct ioh_proc *p)
 {

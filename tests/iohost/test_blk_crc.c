@@ -78,17 +78,6 @@ static unsigned long long mismatches(const char *dev)
 	return m;
 }
 
-static void refused(const char *line, const char *why)
-{
-	char *a = ioh_ctl(&ioh, line);
-	CHECK(a && !strncmp(a, "error: ", 7));
-	if (!strstr(a, why)) {
-		fprintf(stderr, "'%s' answered '%s', without '%s'\n", line, a, why);
-		exit(1);
-	}
-	free(a);
-}
-
 int main(void)
 {
 	/* the reference itself: the check value of CRC32C */
@@ -213,21 +202,21 @@ int main(void)
 	/* refused, with a reason */
 	char line[512];
 	snprintf(line, sizeof(line), "add %s backend=null size=1M modules=crc32c", ioh_dev("n"));
-	refused(line, "ram or file backend");
+	ioh_refused(&ioh, line, "ram or file backend");
 	snprintf(line, sizeof(line),
 		 "add %s backend=file path=%s size=1M block_size=4096 modules=crc32c crc_file=%s",
 		 ioh_dev("other"), img3, side);
-	refused(line, "was made for 8192 blocks of 512 bytes");
+	ioh_refused(&ioh, line, "was made for 8192 blocks of 512 bytes");
 	fd = open(junk, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	CHECK(fd >= 0 && write(fd, "not a checksum file, not at all", 31) == 31);
 	close(fd);
 	snprintf(line, sizeof(line), "add %s backend=ram size=1M modules=crc32c crc_file=%s",
 		 ioh_dev("junk"), junk);
-	refused(line, "not a zerolink CRC32C file");
+	ioh_refused(&ioh, line, "not a zerolink CRC32C file");
 	snprintf(line, sizeof(line),
 		 "add %s backend=file path=%s size=1M modules=crc32c crc_file=/nonexistent/x",
 		 ioh_dev("nodir"), img3);
-	refused(line, "No such file");
+	ioh_refused(&ioh, line, "No such file");
 	/* a RAM device keeps its sums in memory */
 	snprintf(line, sizeof(line), "add %s backend=ram size=1M modules=crc32c", ioh_dev("ram"));
 	free(ioh_ok(&ioh, line));

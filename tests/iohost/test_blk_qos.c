@@ -50,17 +50,6 @@ static double rate(struct zl_blk_queue *q, double secs)
 	return (double)ops / ((double)(test_now_ns() - t0) / 1e9);
 }
 
-static void refused(const char *line, const char *why)
-{
-	char *a = ioh_ctl(&ioh, line);
-	CHECK(a && !strncmp(a, "error: ", 7));
-	if (!strstr(a, why)) {
-		fprintf(stderr, "'%s' answered '%s', without '%s'\n", line, a, why);
-		exit(1);
-	}
-	free(a);
-}
-
 int main(void)
 {
 	char s0[160];
@@ -103,25 +92,25 @@ int main(void)
 
 	/* refused, with a reason */
 	snprintf(line, sizeof(line), "tenant t users=1");
-	refused(line, "which device");
+	ioh_refused(&ioh, line, "which device");
 	snprintf(line, sizeof(line), "tenant t device=nosuch-%d users=1", (int)getpid());
-	refused(line, "no device");
+	ioh_refused(&ioh, line, "no device");
 	snprintf(line, sizeof(line), "tenant t device=%s", dev);
-	refused(line, "who?");
+	ioh_refused(&ioh, line, "who?");
 	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=5000 limit=100", dev);
-	refused(line, "above its limit");
+	ioh_refused(&ioh, line, "above its limit");
 	snprintf(line, sizeof(line), "tenant t device=%s users=*", dev);
-	refused(line, "names its users");
+	ioh_refused(&ioh, line, "names its users");
 	snprintf(line, sizeof(line), "tenant t device=%s users=1 speed=9", dev);
-	refused(line, "unknown tenant key 'speed'");
+	ioh_refused(&ioh, line, "unknown tenant key 'speed'");
 	snprintf(line, sizeof(line), "tenant t device=%s users=1 weight=0", dev);
-	refused(line, "bad value for weight");
+	ioh_refused(&ioh, line, "bad value for weight");
 	snprintf(line, sizeof(line), "tenant a device=%s users=1,2", dev);
 	free(ioh_ok(&ioh, line));
 	snprintf(line, sizeof(line), "tenant b device=%s users=2", dev);
-	refused(line, "user 2 is in tenant a already");
+	ioh_refused(&ioh, line, "user 2 is in tenant a already");
 	snprintf(line, sizeof(line), "untenant %s nosuch", dev);
-	refused(line, "has no tenant nosuch");
+	ioh_refused(&ioh, line, "has no tenant nosuch");
 	snprintf(line, sizeof(line), "untenant %s a", dev);
 	free(ioh_ok(&ioh, line));
 
