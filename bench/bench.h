@@ -67,6 +67,7 @@ const char *bench_self_exe(void); /* this program's path, "" if unknown */
 bool prog_have(const char *prog); /* in PATH or /usr/sbin */
 int port_new(void);               /* a free port on 127.0.0.1, below the ephemeral ones */
 bool port_listens(int port);
+bool unix_answers(const char *path); /* something listens on this Unix socket */
 /* Start argv on core `side` (0 or 1), under `zerolink run` if zl, in a
  * process group of its own, its output in file out (NULL: discarded). */
 pid_t proc_spawn(const char *const *argv, bool zl, int side, const char *out);
@@ -92,6 +93,8 @@ void bench_qos(void);  /* two tenants of one device, without and with QoS */
 void report_table(void);
 int report_json(const char *path);
 int report_chart(const char *png);
+/* Run gnuplot on a script file, then remove it: 0 if gnuplot succeeded. */
+int gnuplot_run(char *script);
 void report_ratios(void);
 void report_blk(void);
 void ratios_blk(void (*target)(const char *name, double ratio, double limit, bool at_most));

@@ -28,9 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -368,17 +366,6 @@ static int run_fio(enum path p, const struct blk_test *t, double secs, struct bl
 
 /* ---- set-up ---- */
 
-static bool control_answers(void)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", B.control);
-	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
 static int start_iohost(void)
 {
 	char prog[4096], sc[16], d0[256], d1[320], nbd[32];
@@ -398,7 +385,7 @@ static int start_iohost(void)
 			      d0,   "--device",  d1,        "--nbd",       nbd, NULL};
 	B.ioh = proc_spawn(argv, false, 0, NULL);
 	for (int i = 0; i < 500; i++) {
-		if (control_answers())
+		if (unix_answers(B.control))
 			return 0;
 		if (waitpid(B.ioh, NULL, WNOHANG) == B.ioh) {
 			B.ioh = 0;

@@ -25,9 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -137,27 +135,6 @@ static struct {
 	char *old_broker; /* ZEROLINK_BROKER before */
 } Q;
 
-static char *ctl(const char *line)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", Q.control);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return NULL;
-	}
-	char *b = calloc(1, 65536);
-	size_t n = 0;
-	ssize_t k;
-	if (write(fd, line, strlen(line)) < 0 || write(fd, "\n", 1) < 0)
-		n = 0;
-	while (b && (k = read(fd, b + n, 65535 - n)) > 0)
-		n += (size_t)k;
-	close(fd);
-	return b;
-}
-
 /* A broker of its own that every user reaches (the tenants are two users),
  * and the I/O host on it. */
 static int start(void)
@@ -209,11 +186,8 @@ static int start(void)
 			      sc,   "--device",  d0,        NULL};
 	Q.ioh = proc_spawn(argv, false, 0, NULL);
 	for (int i = 0; i < 500; i++) {
-		char *a = ctl("ping");
-		if (a) {
-			free(a);
+		if (unix_answers(Q.control))
 			return 0;
-		}
 		if (waitpid(Q.ioh, NULL, WNOHANG) == Q.ioh) {
 			Q.ioh = 0;
 			return -1;
@@ -313,24 +287,17 @@ void bench_qos(void)
 		snprintf(uid, sizeof(uid), "%u", (unsigned)geteuid());
 		snprintf(line, sizeof(line), "tenant gold device=%s users=%s reserve=%.0f weight=1",
 			 Q.dev, uid, Rsv);
-		char *a = ctl(line);
-		snprintf(line, sizeof(line), "tenant bulk device=%s users=65534 weight=1", Q.dev);
-		char *b = ctl(line);
-		if (!a || strncmp(a, "ok", 2) || !b || strncmp(b, "ok", 2)) {
-			fprintf(stderr, "\nbench qos: tenants refused: %s%s", a ? a : "?",
-				b ? b : "?");
+		/* an error is printed by cli_iohost_call */
+		if (cli_iohost_call(Q.control, line, stderr))
 			e = -EINVAL;
-		}
-		free(a);
-		free(b);
+		snprintf(line, sizeof(line), "tenant bulk device=%s users=65534 weight=1", Q.dev);
+		if (!e && cli_iohost_call(Q.control, line, stderr))
+			e = -EINVAL;
 		progress("qos: two tenants, gold reserved %.0f ops/s", Rsv);
 		if (!e)
 			e = timeline(T, qos, &nb);
-		if (getenv("ZEROLINK_BENCH_QOS_LS")) {
-			char *l = ctl("ls");
-			fprintf(stderr, "\n%s", l ? l : "");
-			free(l);
-		}
+		if (getenv("ZEROLINK_BENCH_QOS_LS"))
+			cli_iohost_call(Q.control, "ls", stderr);
 	}
 	stop();
 	if (e)
@@ -423,14 +390,7 @@ int chart_qos(const char *png)
 		"%.3f with lines lc rgb 'black' dt 3 title 'reservation'\n",
 		png, Rsv / 1e3, bo.quick ? 0.5 : 1.5, bo.quick ? 1.5 : 4.5, chart_data, Rsv / 1e3);
 	fclose(f);
-	pid_t pid = fork();
-	if (pid == 0) {
-		execlp("gnuplot", "gnuplot", script, (char *)NULL);
-		_exit(127);
-	}
-	int st = 0;
-	waitpid(pid, &st, 0);
-	unlink(script);
+	int r = gnuplot_run(script);
 	unlink(chart_data);
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+	return r;
 }

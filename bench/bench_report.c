@@ -338,6 +338,11 @@ int report_chart(const char *png)
 	}
 	fprintf(f, "unset multiplot\n");
 	fclose(f);
+	return gnuplot_run(script);
+}
+
+int gnuplot_run(char *script)
+{
 	pid_t pid = fork();
 	if (pid == 0) {
 		execlp("gnuplot", "gnuplot", script, (char *)NULL);

@@ -107,7 +107,7 @@ void dev_submit(struct sidecore *sc, struct ioreq *r)
 	r->qos_t = NULL;
 	r->t_start = ioh_now_ns();
 	struct qos *q = __atomic_load_n(&d->qos, __ATOMIC_ACQUIRE);
-	if (q && zl_read_once(&q->configured) && !qos_admit(q, r, false)) {
+	if (q && zl_read_once(&q->configured) && !qos_admit(q, r, false, r->t_start)) {
 		r->next = NULL;
 		if (sc->wait_tail)
 			sc->wait_tail->next = r;

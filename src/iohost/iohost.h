@@ -217,9 +217,10 @@ struct qos {
 
 /* The operations a request counts for. */
 uint32_t qos_cost(const struct ioreq *r);
-/* May r start now? If not, it waits (sidecore's list). head: r is the
- * first waiting request of its tenant on this sidecore, tried again. */
-bool qos_admit(struct qos *q, struct ioreq *r, bool head);
+/* May r start now (the caller's clock)? If not, it waits (sidecore's
+ * list). head: r is the first waiting request of its tenant on this
+ * sidecore, tried again. */
+bool qos_admit(struct qos *q, struct ioreq *r, bool head, uint64_t now);
 /* An admitted request finished. */
 void qos_done(struct ioreq *r);
 /* Add or change a named tenant of d; remove one (control thread). */

@@ -317,28 +317,29 @@ static void crc_close(void *state)
 	free(c);
 }
 
-/* The checksum of each block of r's data, into out; a block may straddle
- * segments (the CRC is carried across them). */
-static void sums_of(const struct crc *c, const struct ioreq *r, uint32_t *out)
+/* A walk over r's data, block by block; a block may straddle segments
+ * (the CRC is carried across them). */
+struct walk {
+	unsigned seg;
+	size_t at;
+};
+
+static uint32_t next_sum(const struct crc *c, const struct ioreq *r, struct walk *w)
 {
-	unsigned seg = 0;
-	size_t at = 0;
-	for (uint32_t b = 0; b < r->len / c->bs; b++) {
-		uint32_t v = 0xFFFFFFFFu, left = c->bs;
-		while (left) {
-			size_t t = r->iov[seg].iov_len - at;
-			if (t > left)
-				t = left;
-			v = crc32_iscsi((unsigned char *)r->iov[seg].iov_base + at, (int)t, v);
-			left -= (uint32_t)t;
-			at += t;
-			if (at == r->iov[seg].iov_len) {
-				seg++;
-				at = 0;
-			}
+	uint32_t v = 0xFFFFFFFFu, left = c->bs;
+	while (left) {
+		size_t t = r->iov[w->seg].iov_len - w->at;
+		if (t > left)
+			t = left;
+		v = crc32_iscsi((unsigned char *)r->iov[w->seg].iov_base + w->at, (int)t, v);
+		left -= (uint32_t)t;
+		w->at += t;
+		if (w->at == r->iov[w->seg].iov_len) {
+			w->seg++;
+			w->at = 0;
 		}
-		out[b] = ~v;
 	}
+	return ~v;
 }
 
 /* Make the side file's entries [b0, b0+n) durable (all of them: n 0);
@@ -364,10 +365,12 @@ static int32_t crc_submit(void *state, struct ioreq *r, void **priv)
 	struct crc *c = state;
 	if (r->op != ZL_BLK_OP_WRITE)
 		return 0;
-	uint32_t *s = malloc((r->len / c->bs) * sizeof(uint32_t));
+	uint32_t n = r->len / c->bs, *s = malloc(n * sizeof(uint32_t));
 	if (!s)
 		return ZL_BLK_S_ENOMEM;
-	sums_of(c, r, s);
+	struct walk w = {0};
+	for (uint32_t i = 0; i < n; i++)
+		s[i] = next_sum(c, r, &w);
 	*priv = s;
 	return 0;
 }
@@ -405,20 +408,12 @@ static void crc_complete(void *state, struct ioreq *r, void **priv)
 	case ZL_BLK_OP_READ: {
 		if (r->status)
 			break;
-		uint32_t small[64], *s = n <= 64 ? small : malloc(n * sizeof(uint32_t));
-		if (!s) {
-			r->status = ZL_BLK_S_ENOMEM;
-			break;
-		}
-		sums_of(c, r, s);
+		/* each block checked as it is summed: nothing to keep */
 		uint64_t bad = UINT64_MAX;
-		for (uint64_t i = 0; i < n; i++)
-			if (s[i] != sum_get(c, b0 + i)) {
+		struct walk w = {0};
+		for (uint64_t i = 0; i < n && bad == UINT64_MAX; i++)
+			if (next_sum(c, r, &w) != sum_get(c, b0 + i))
 				bad = b0 + i;
-				break;
-			}
-		if (s != small)
-			free(s);
 		__atomic_fetch_add(&c->verified, n, __ATOMIC_RELAXED);
 		if (bad == UINT64_MAX)
 			break;

@@ -115,6 +115,8 @@ static double burst(double rate)
 
 static void refill(struct qos *q, struct qos_tenant *t, uint64_t now)
 {
+	if (now <= t->last_ns)
+		return; /* another sidecore's later clock got here first */
 	double dt = (double)(now - t->last_ns) / 1e9;
 	t->last_ns = now;
 	if (t->c.reserve) {
@@ -151,7 +153,7 @@ static void window(struct qos *q, uint64_t now)
 	for (unsigned i = 0; i < q->n; i++) {
 		struct qos_tenant *t = &q->t[i];
 		uint64_t busy = t->busy_ns;
-		if (t->outstanding) {
+		if (t->outstanding && now > t->busy_since) {
 			busy += now - t->busy_since;
 			t->busy_since = now;
 		}
@@ -188,19 +190,18 @@ static void window(struct qos *q, uint64_t now)
 	q->win_start = now;
 }
 
-bool qos_admit(struct qos *q, struct ioreq *r, bool head)
+bool qos_admit(struct qos *q, struct ioreq *r, bool head, uint64_t now)
 {
-	uint64_t now = ioh_now_ns();
-	uint32_t cost = qos_cost(r);
+	if (!r->qos_t)
+		r->qos_cost = qos_cost(r);
+	uint32_t cost = r->qos_cost;
 	pthread_mutex_lock(&q->lock);
-	if (now - q->win_start >= QOS_WINDOW_NS)
+	/* a sidecore's clock may be a little behind another's */
+	if (now > q->win_start && now - q->win_start >= QOS_WINDOW_NS)
 		window(q, now);
 	struct qos_tenant *t = r->qos_t;
-	if (!t) {
-		t = tenant_of(q, r->fe ? r->fe->uid : UINT32_MAX);
-		r->qos_t = t;
-		r->qos_cost = cost;
-	}
+	if (!t)
+		t = r->qos_t = tenant_of(q, r->fe ? r->fe->uid : UINT32_MAX);
 	refill(q, t, now);
 	bool ok = false;
 	if (t->deferred && !head) {
@@ -242,9 +243,9 @@ void qos_done(struct ioreq *r)
 	uint64_t now = ioh_now_ns();
 	pthread_mutex_lock(&q->lock);
 	t->win_done += r->qos_cost;
-	if (--t->outstanding == 0)
+	if (--t->outstanding == 0 && now > t->busy_since)
 		t->busy_ns += now - t->busy_since;
-	if (now - q->win_start >= QOS_WINDOW_NS)
+	if (now > q->win_start && now - q->win_start >= QOS_WINDOW_NS)
 		window(q, now);
 	pthread_mutex_unlock(&q->lock);
 	r->qos_t = NULL;

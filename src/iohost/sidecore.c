@@ -169,13 +169,14 @@ static unsigned sc_retry(struct sidecore *sc)
 {
 	struct qos_tenant *held[16];
 	unsigned nheld = 0, n = 0;
+	uint64_t now = ioh_now_ns(); /* one clock reading for the pass */
 	struct ioreq **pp = &sc->wait_head, *prev = NULL;
 	while (*pp) {
 		struct ioreq *r = *pp;
 		bool skip = false;
 		for (unsigned i = 0; i < nheld && !skip; i++)
 			skip = held[i] == r->qos_t;
-		if (!skip && nheld < 16 && !qos_admit(r->dev->qos, r, true)) {
+		if (!skip && nheld < 16 && !qos_admit(r->dev->qos, r, true, now)) {
 			held[nheld++] = r->qos_t;
 			skip = true;
 		}
@@ -254,11 +255,8 @@ static void *sc_main(void *arg)
 			}
 			i++;
 		}
-		if (sc->sq_pending || (sc->uring_inflight && !io_uring_cq_ready(&sc->ring))) {
-			/* entering the kernel also runs the task work that posts
-			 * completions of block I/O (they wait for this thread
-			 * to make a system call) */
-			io_uring_submit_and_get_events(&sc->ring);
+		if (sc->sq_pending) {
+			io_uring_submit(&sc->ring);
 			sc->sq_pending = 0;
 		}
 		if (sc->uring_inflight)

@@ -129,6 +129,22 @@ static inline void ioh_start(struct ioh_proc *p, const char *const *args)
 	exit(1);
 }
 
+/* A zero-copy write of len bytes of data at off (filled into a pool
+ * buffer and sent as is); it must succeed. */
+static inline void ioh_write_zc(struct zl_blk_queue *q, const void *data, uint32_t len,
+				uint64_t off, uint32_t flags)
+{
+	struct zl_blk_req r = {
+		.op = ZL_BLK_OP_WRITE, .len = len, .offset = off, .flags = flags, .user_data = off};
+	CHECK_EQ(zl_blk_buf_alloc(q, len, &r.buf), 0);
+	memcpy(r.buf.data, data, len);
+	CHECK_EQ(zl_blk_submit(q, &r, 1, 0), 1);
+	struct zl_blk_cpl c;
+	CHECK_EQ(zl_blk_reap(q, &c, 1, 0), 1);
+	CHECK_EQ(c.status, 0);
+	CHECK(c.user_data == off);
+}
+
 /* The control command must answer an error that says why. */
 static inline void ioh_refused(const struct ioh_proc *p, const char *line, const char *why)
 {

@@ -130,15 +130,9 @@ int main(void)
 	/* writes: copied, zero-copy with FUA; then a flush */
 	fill_pattern(p, len, 11);
 	CHECK_EQ(zl_blk_write(q, p, len, 0, 0), (int)len);
-	struct zl_blk_req r = {
-		.op = ZL_BLK_OP_WRITE, .len = len, .offset = 1 << 20, .flags = ZL_BLK_F_FUA};
-	CHECK_EQ(zl_blk_buf_alloc(q, len, &r.buf), 0);
-	memcpy(r.buf.data, p, len);
-	CHECK_EQ(zl_blk_submit(q, &r, 1, 0), 1);
-	struct zl_blk_cpl c;
-	CHECK_EQ(zl_blk_reap(q, &c, 1, 0), 1);
-	CHECK_EQ(c.status, 0);
+	ioh_write_zc(q, p, len, 1 << 20, ZL_BLK_F_FUA);
 	CHECK_EQ(zl_blk_flush(q), 0);
+	struct zl_blk_cpl c;
 	CHECK_EQ(zl_blk_read(q, b, len, 0), (int)len);
 	CHECK(!memcmp(b, p, len));
 	CHECK_EQ(zl_blk_read(q, b, len, 1 << 20), (int)len);

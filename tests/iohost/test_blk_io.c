@@ -41,15 +41,7 @@ static void do_write(struct zl_blk_queue *q, struct shadow *sh, uint64_t off, ui
 		CHECK_EQ(zl_blk_write(q, b, len, off, how % 4 == 2 ? ZL_BLK_F_FUA : 0), (int)len);
 	} else {
 		/* zero-copy: the data is written in a pool buffer and sent as is */
-		struct zl_blk_req r = {
-			.op = ZL_BLK_OP_WRITE, .len = len, .offset = off, .user_data = seed};
-		CHECK_EQ(zl_blk_buf_alloc(q, len, &r.buf), 0);
-		memcpy(r.buf.data, b, len);
-		CHECK_EQ(zl_blk_submit(q, &r, 1, 0), 1);
-		struct zl_blk_cpl c;
-		CHECK_EQ(zl_blk_reap(q, &c, 1, 0), 1);
-		CHECK_EQ(c.status, 0);
-		CHECK(c.user_data == seed);
+		ioh_write_zc(q, b, len, off, 0);
 	}
 	if (sh)
 		memcpy(sh->mem + off, b, len);

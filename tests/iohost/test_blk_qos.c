@@ -89,7 +89,9 @@ int main(void)
 	free(ioh_ok(&ioh, line));
 	double again = rate(q, 0.3);
 	/* (relative to this machine's rate: sanitizers and load slow it) */
-	CHECK(again > (free_rate > 20000 ? 2 * 5000 : 0.5 * free_rate));
+	double want = 0.5 * free_rate < 1.5 * 5000 ? 0.5 * free_rate : 1.5 * 5000;
+	printf("limit removed: %.0f ops/s (at least %.0f)\n", again, want);
+	CHECK(again > want);
 
 	/* refused, with a reason */
 	snprintf(line, sizeof(line), "tenant t users=1");
