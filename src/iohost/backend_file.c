@@ -20,12 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "iohost.h"
+
+static int file_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec *iov, unsigned n,
+		   uint32_t len, int flags);
 
 static int file_open(struct device *d, char *err, size_t errlen)
 {
@@ -111,6 +115,16 @@ static int file_open(struct device *d, char *err, size_t errlen)
 		if (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_DIRECT) == 0)
 			d->direct = false;
 	}
+	d->rw = d->inline_io && !d->direct ? file_rw : NULL;
+	if (d->rw && in_memory && S_ISREG(st.st_mode)) {
+		/* its bytes, for modules that transform them in one pass */
+		void *m = mmap(NULL, d->size, PROT_READ | (c->readonly ? 0 : PROT_WRITE),
+			       MAP_SHARED, fd, 0);
+		if (m != MAP_FAILED) {
+			d->mem = m;
+			d->mem_file = true;
+		}
+	}
 	d->fd = fd;
 	return 0;
 fail_fd:
@@ -124,6 +138,8 @@ fail : {
 
 static void file_close(struct device *d)
 {
+	if (d->mem)
+		munmap(d->mem, d->size);
 	if (d->fd >= 0)
 		close(d->fd);
 }
@@ -170,9 +186,49 @@ static void rw_prep(struct sidecore *sc, struct ioreq *r)
 	io_uring_sqe_set_data(sqe, r);
 }
 
-static int32_t status_of(int res);
 static int write_zeroes_slow(struct device *d, uint64_t off, uint64_t len);
 static void bounce_done(struct ioreq *r);
+
+/* Synchronous reads and writes of a file in memory (d->rw), on any
+ * thread: what the sidecore does for inline devices, and what a module
+ * that does the I/O itself calls. A read past the file's end reads
+ * zeroes; a write that makes no progress is a full disk. */
+static int file_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec *iov, unsigned n,
+		   uint32_t len, int flags)
+{
+	struct iovec v[IOH_MAX_SEGS];
+	memcpy(v, iov, n * sizeof(*v));
+	uint32_t done = 0;
+	unsigned i = 0;
+	while (done < len) {
+		ssize_t k =
+			op == ZL_BLK_OP_READ
+				? preadv2(d->fd, v + i, (int)(n - i), (off_t)(off + done), 0)
+				: pwritev2(d->fd, v + i, (int)(n - i), (off_t)(off + done), flags);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0) {
+			if (op == ZL_BLK_OP_WRITE)
+				return -ENOSPC;
+			/* the file ends before the device: zeroes */
+			for (; i < n; i++)
+				memset(v[i].iov_base, 0, v[i].iov_len);
+			return 0;
+		}
+		done += (uint32_t)k;
+		while (k && i < n) {
+			size_t t = (size_t)k < v[i].iov_len ? (size_t)k : v[i].iov_len;
+			v[i].iov_base = (char *)v[i].iov_base + t;
+			v[i].iov_len -= t;
+			k -= (ssize_t)t;
+			if (!v[i].iov_len)
+				i++;
+		}
+	}
+	return 0;
+}
 
 /* r, done by the sidecore with plain system calls (inline devices). */
 static void inline_submit(struct sidecore *sc, struct ioreq *r)
@@ -182,51 +238,10 @@ static void inline_submit(struct sidecore *sc, struct ioreq *r)
 	switch (r->op) {
 	case ZL_BLK_OP_READ:
 	case ZL_BLK_OP_WRITE: {
-		struct iovec v[IOH_MAX_SEGS];
-		const struct iovec *iov = r->iov;
-		unsigned n = r->niov;
 		struct iovec b = {r->bounce, r->len};
-		if (r->bounce) {
-			iov = &b;
-			n = 1;
-		}
-		memcpy(v, iov, n * sizeof(*v));
 		int fl = r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;
-		uint32_t done = 0;
-		unsigned i = 0;
-		while (done < r->len) {
-			ssize_t k = r->op == ZL_BLK_OP_READ ? preadv2(d->fd, v + i, (int)(n - i),
-								      (off_t)(r->off + done), 0)
-							    : pwritev2(d->fd, v + i, (int)(n - i),
-								       (off_t)(r->off + done), fl);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0) {
-				res = -errno;
-				break;
-			}
-			if (k == 0) {
-				if (r->op == ZL_BLK_OP_WRITE) {
-					res = -ENOSPC;
-					break;
-				}
-				/* the file ends before the device: zeroes */
-				for (; i < n; i++) {
-					memset(v[i].iov_base, 0, v[i].iov_len);
-					v[i].iov_len = 0;
-				}
-				break;
-			}
-			done += (uint32_t)k;
-			while (k && i < n) {
-				size_t t = (size_t)k < v[i].iov_len ? (size_t)k : v[i].iov_len;
-				v[i].iov_base = (char *)v[i].iov_base + t;
-				v[i].iov_len -= t;
-				k -= (ssize_t)t;
-				if (!v[i].iov_len)
-					i++;
-			}
-		}
+		res = r->bounce ? file_rw(d, r->op, r->off, &b, 1, r->len, fl)
+				: file_rw(d, r->op, r->off, r->iov, r->niov, r->len, fl);
 		break;
 	}
 	case ZL_BLK_OP_FLUSH:
@@ -253,7 +268,7 @@ static void inline_submit(struct sidecore *sc, struct ioreq *r)
 		res = -EINVAL;
 		break;
 	}
-	r->status = res == -EINVAL ? ZL_BLK_S_EINVAL : res < 0 ? status_of(res) : 0;
+	r->status = res == -EINVAL ? ZL_BLK_S_EINVAL : res < 0 ? dev_status(res) : 0;
 	bounce_done(r);
 	sc_complete(sc, r);
 }
@@ -336,25 +351,6 @@ static int write_zeroes_slow(struct device *d, uint64_t off, uint64_t len)
 	return 0;
 }
 
-static int32_t status_of(int res)
-{
-	switch (res) {
-	case -ENOSPC:
-	case -EDQUOT:
-	case -EFBIG:
-		return ZL_BLK_S_ENOSPC;
-	case -EROFS:
-	case -EPERM:
-		return ZL_BLK_S_EROFS;
-	case -EOPNOTSUPP:
-		return ZL_BLK_S_EOPNOTSUPP;
-	case -ENOMEM:
-		return ZL_BLK_S_ENOMEM;
-	default:
-		return ZL_BLK_S_EIO;
-	}
-}
-
 /* A read's data from the bounce buffer to its place; the buffer freed. */
 static void bounce_done(struct ioreq *r)
 {
@@ -375,7 +371,7 @@ static void file_cqe(struct sidecore *sc, struct ioreq *r, int res)
 {
 	if (r->op == ZL_BLK_OP_READ || r->op == ZL_BLK_OP_WRITE) {
 		if (res < 0) {
-			r->status = status_of(res);
+			r->status = dev_status(res);
 		} else if ((uint32_t)res < r->len - r->done_bytes) {
 			if (res == 0 && r->op == ZL_BLK_OP_READ) {
 				/* the file ends before the device: the rest reads
@@ -408,9 +404,9 @@ static void file_cqe(struct sidecore *sc, struct ioreq *r, int res)
 		bounce_done(r);
 	} else if (res == -EOPNOTSUPP && r->op == ZL_BLK_OP_WRITE_ZEROES) {
 		int e = write_zeroes_slow(r->dev, r->off, r->len);
-		r->status = e ? status_of(e) : 0;
+		r->status = e ? dev_status(e) : 0;
 	} else {
-		r->status = res < 0 ? status_of(res) : 0;
+		r->status = res < 0 ? dev_status(res) : 0;
 	}
 	sc_complete(sc, r);
 }

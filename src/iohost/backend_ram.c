@@ -11,6 +11,9 @@
 
 #include "iohost.h"
 
+static int ram_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec *iov, unsigned n,
+		  uint32_t len, int flags);
+
 static int ram_open(struct device *d, char *err, size_t errlen)
 {
 	d->size = d->conf.size;
@@ -23,6 +26,8 @@ static int ram_open(struct device *d, char *err, size_t errlen)
 		return -e;
 	}
 	d->ram = p;
+	d->mem = p;
+	d->rw = ram_rw;
 	d->flags = ZL_BLK_INFO_DISCARD | ZL_BLK_INFO_WRITE_ZEROES;
 	return 0;
 }
@@ -47,22 +52,30 @@ static void ram_zero(struct device *d, uint64_t off, uint64_t len, bool keep)
 	memset(d->ram + b, 0, off + len - b);
 }
 
+/* d->rw: a copy, on any thread. */
+static int ram_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec *iov, unsigned n,
+		  uint32_t len, int flags)
+{
+	(void)len;
+	(void)flags;
+	char *p = d->ram + off;
+	for (unsigned i = 0; i < n; i++) {
+		if (op == ZL_BLK_OP_READ)
+			memcpy(iov[i].iov_base, p, iov[i].iov_len);
+		else
+			memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		p += iov[i].iov_len;
+	}
+	return 0;
+}
+
 static void ram_submit(struct sidecore *sc, struct ioreq *r)
 {
 	struct device *d = r->dev;
-	char *p = d->ram + r->off;
 	switch (r->op) {
 	case ZL_BLK_OP_READ:
-		for (unsigned i = 0; i < r->niov; i++) {
-			memcpy(r->iov[i].iov_base, p, r->iov[i].iov_len);
-			p += r->iov[i].iov_len;
-		}
-		break;
 	case ZL_BLK_OP_WRITE:
-		for (unsigned i = 0; i < r->niov; i++) {
-			memcpy(p, r->iov[i].iov_base, r->iov[i].iov_len);
-			p += r->iov[i].iov_len;
-		}
+		ram_rw(d, r->op, r->off, r->iov, r->niov, r->len, 0);
 		break;
 	case ZL_BLK_OP_DISCARD:
 		ram_zero(d, r->off, r->len, false);

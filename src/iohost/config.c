@@ -2,7 +2,7 @@
 /*
  * The I/O host's configuration: an INI-style file (zerolink-iohost.conf(5)).
  *
- *   [iohost]              sidecores, pin, idle_us, balance_ms, control, nbd
+ *   [iohost]              sidecores, workers, pin, idle_us, balance_ms, control, nbd
  *   [tenant NAME]         device, users, reserve, limit, weight (QoS)
  *   [device NAME]         backend, path, size, block_size, direct, inline, readonly,
  *                         users, groups, queue_depth, nbd, modules, crypt_key,
@@ -261,16 +261,10 @@ int devconf_check(const struct devconf *d, char *err, size_t errlen)
 	return 0;
 }
 
-/* A list of cores, one sidecore on each: "1", "0,1", "2-3"; or "auto":
- * one sidecore on the last core. */
-static int parse_cpus(const char *val, struct hostconf *c)
+/* A list of cores, one thread on each: "1", "0,1", "2-3". */
+static int parse_cpu_list(const char *val, int *cpus, unsigned *n, unsigned max)
 {
-	c->nsidecores = 0;
-	if (!strcmp(val, "auto")) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		c->cpus[c->nsidecores++] = n > 1 ? (int)n - 1 : 0;
-		return 0;
-	}
+	*n = 0;
 	char buf[256];
 	snprintf(buf, sizeof(buf), "%s", val);
 	for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t;
@@ -287,17 +281,38 @@ static int parse_cpus(const char *val, struct hostconf *c)
 			b = a;
 		}
 		for (uint32_t k = a; k <= b; k++) {
-			if (c->nsidecores == IOH_MAX_SIDECORES)
+			if (*n == max)
 				return -EINVAL;
-			c->cpus[c->nsidecores++] = (int)k;
+			cpus[(*n)++] = (int)k;
 		}
 	}
-	return c->nsidecores ? 0 : -EINVAL;
+	return *n ? 0 : -EINVAL;
+}
+
+/* Sidecores: a list, or "auto": one on the last core. */
+static int parse_cpus(const char *val, struct hostconf *c)
+{
+	if (!strcmp(val, "auto")) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c->nsidecores = 1;
+		c->cpus[0] = n > 1 ? (int)n - 1 : 0;
+		return 0;
+	}
+	return parse_cpu_list(val, c->cpus, &c->nsidecores, IOH_MAX_SIDECORES);
 }
 
 int conf_set_sidecores(struct hostconf *c, const char *val)
 {
 	return parse_cpus(val, c);
+}
+
+int conf_set_workers(struct hostconf *c, const char *val)
+{
+	if (!strcmp(val, "none")) {
+		c->nworkers = 0;
+		return 0;
+	}
+	return parse_cpu_list(val, c->worker_cpus, &c->nworkers, IOH_MAX_WORKERS);
 }
 
 int conf_add_nbd(struct hostconf *c, const char *val)
@@ -504,6 +519,8 @@ int conf_load(const char *path, struct hostconf *c, char *err, size_t errlen)
 			bool b;
 			if (!strcmp(key, "sidecores"))
 				r = parse_cpus(val, c);
+			else if (!strcmp(key, "workers"))
+				r = conf_set_workers(c, val);
 			else if (!strcmp(key, "pin")) {
 				if (!(r = parse_bool(val, &b)))
 					c->nopin = !b;

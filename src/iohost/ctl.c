@@ -67,6 +67,15 @@ static void cmd_ls(struct out *o)
 		     (unsigned long long)zl_read_once(&s->reqs),
 		     (unsigned long long)zl_read_once(&s->sleeps));
 	}
+	if (workers_count()) {
+		uint64_t jobs, parts;
+		workers_stats(&jobs, &parts);
+		outf(o, "workers\n  %u (cpus", workers_count());
+		for (unsigned i = 0; i < ioh->conf.nworkers; i++)
+			outf(o, "%s%d", i ? "," : " ", ioh->conf.worker_cpus[i]);
+		outf(o, "); %llu requests shared, %llu parts done by workers\n",
+		     (unsigned long long)jobs, (unsigned long long)parts);
+	}
 	pthread_mutex_lock(&ioh->lock);
 	outf(o, "devices\n  %-16s %-7s %14s %5s %-10s %10s %10s %14s %14s %8s\n", "name", "backend",
 	     "bytes", "bsize", "flags", "reads", "writes", "read_bytes", "written_bytes", "errors");
@@ -177,6 +186,18 @@ static void cmd_prom(struct out *o)
 	for (unsigned i = 0; i < ioh->nsc; i++)
 		outf(o, "zerolink_iohost_sidecore_sleeps_total{sidecore=\"%u\"} %llu\n", i,
 		     (unsigned long long)zl_read_once(&ioh->sc[i].sleeps));
+	uint64_t jobs, parts;
+	workers_stats(&jobs, &parts);
+	outf(o,
+	     "# HELP zerolink_iohost_worker_jobs_total Requests whose work was shared with "
+	     "the workers.\n"
+	     "# TYPE zerolink_iohost_worker_jobs_total counter\n"
+	     "zerolink_iohost_worker_jobs_total %llu\n"
+	     "# HELP zerolink_iohost_worker_parts_total Parts of such requests the workers "
+	     "did.\n"
+	     "# TYPE zerolink_iohost_worker_parts_total counter\n"
+	     "zerolink_iohost_worker_parts_total %llu\n",
+	     (unsigned long long)jobs, (unsigned long long)parts);
 }
 
 static void cmd_add(struct out *o, char *args)

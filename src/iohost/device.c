@@ -126,6 +126,12 @@ void dev_dispatch(struct sidecore *sc, struct ioreq *r)
 		unsigned i = r->mods_run;
 		r->mod_priv[i] = NULL;
 		int32_t st = d->mods[i]->submit(d->mod_state[i], r, &r->mod_priv[i]);
+		if (st == MOD_DONE) {
+			/* the module did the I/O (r->status); it is the last */
+			r->mods_run = (uint8_t)(i + 1);
+			sc_complete(sc, r);
+			return;
+		}
 		if (st) {
 			r->status = st;
 			sc_complete(sc, r);
@@ -134,6 +140,44 @@ void dev_dispatch(struct sidecore *sc, struct ioreq *r)
 		r->mods_run = (uint8_t)(i + 1);
 	}
 	d->be->submit(sc, r);
+}
+
+int32_t dev_status(int err)
+{
+	switch (err) {
+	case -ENOSPC:
+	case -EDQUOT:
+	case -EFBIG:
+		return ZL_BLK_S_ENOSPC;
+	case -EROFS:
+	case -EPERM:
+		return ZL_BLK_S_EROFS;
+	case -EOPNOTSUPP:
+		return ZL_BLK_S_EOPNOTSUPP;
+	case -ENOMEM:
+		return ZL_BLK_S_ENOMEM;
+	default:
+		return ZL_BLK_S_EIO;
+	}
+}
+
+unsigned iov_slice(const struct iovec *iov, unsigned n, size_t from, size_t len, struct iovec *out)
+{
+	unsigned k = 0;
+	for (unsigned i = 0; i < n && len && k < IOH_MAX_SEGS; i++) {
+		if (from >= iov[i].iov_len) {
+			from -= iov[i].iov_len;
+			continue;
+		}
+		size_t t = iov[i].iov_len - from;
+		if (t > len)
+			t = len;
+		out[k].iov_base = (char *)iov[i].iov_base + from;
+		out[k++].iov_len = t;
+		len -= t;
+		from = 0;
+	}
+	return k;
 }
 
 void dev_finish(struct ioreq *r)

@@ -18,6 +18,7 @@
 #define ZL_IOHOST_H
 
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -31,6 +32,9 @@
 #define IOH_MAX_SIDECORES 64
 #define IOH_MAX_SEGS 16
 #define IOH_MAX_MODS 4
+#define IOH_MAX_WORKERS 64
+/* threads that run request work: sidecores, then workers */
+#define IOH_SLOTS (IOH_MAX_SIDECORES + IOH_MAX_WORKERS)
 
 struct device;
 struct sidecore;
@@ -78,6 +82,8 @@ struct tenantconf {
 struct hostconf {
 	int cpus[IOH_MAX_SIDECORES];
 	unsigned nsidecores;
+	int worker_cpus[IOH_MAX_WORKERS]; /* workers (workers.c); none by default */
+	unsigned nworkers;
 	bool nopin; /* threads are not pinned to their cores */
 	uint32_t idle_us;
 	uint32_t balance_ms;
@@ -98,6 +104,8 @@ void conf_free(struct hostconf *c);
 int conf_add_nbd(struct hostconf *c, const char *val);
 /* "0,1", "2-3" or "auto". */
 int conf_set_sidecores(struct hostconf *c, const char *val);
+/* "0,1", "2-3" or "none". */
+int conf_set_workers(struct hostconf *c, const char *val);
 /* Defaults of a device section. */
 void devconf_init(struct devconf *d, const char *name);
 /* Apply one "key = value" of a device section. */
@@ -153,6 +161,13 @@ struct backend_ops {
 	void (*cqe)(struct sidecore *sc, struct ioreq *r, int res);
 };
 
+/* A request's status for a backend's -errno (ENOSPC, EROFS, ...; EIO
+ * for the rest). */
+int32_t dev_status(int err);
+/* The part [from, from+len) of the segments iov[0..n): up to
+ * IOH_MAX_SEGS segments in out; their number. */
+unsigned iov_slice(const struct iovec *iov, unsigned n, size_t from, size_t len, struct iovec *out);
+
 extern const struct backend_ops backend_null, backend_ram, backend_file;
 
 /* ---- interposition modules (mod*.c) ---- */
@@ -171,13 +186,17 @@ struct mod_ops {
 	void (*close)(void *state);
 	/* On the way to the backend (sidecore thread): 0 go on, or a status
 	 * the request completes with. It may replace r's data segments, and
-	 * keep what it needs until complete in *priv (NULL at first). */
+	 * keep what it needs until complete in *priv (NULL at first). The
+	 * last module of the chain may also do the I/O itself through the
+	 * device's rw (when it has one): MOD_DONE, r->status set. */
 	int32_t (*submit)(void *state, struct ioreq *r, void **priv);
 	/* On the way back, in reverse order, for those whose submit ran. */
 	void (*complete)(void *state, struct ioreq *r, void **priv);
 	/* Counters: a few lines of `ls` (prom false), or Prometheus text. */
 	void (*report)(void *state, const struct device *d, struct out *o, bool prom);
 };
+
+#define MOD_DONE (-1)
 
 extern const struct mod_ops mod_crypt, mod_crc32c, mod_meter, mod_ro;
 const struct mod_ops *mod_find(const char *name);
@@ -249,6 +268,16 @@ struct device {
 	bool inline_io;     /* file I/O done by the sidecore itself, not io_uring */
 	uint32_t dio_align; /* memory alignment O_DIRECT needs */
 	char *ram;
+	/* Synchronous I/O on any thread, for backends whose I/O is a copy
+	 * (RAM, files in memory); NULL for the others. flags: RWF_DSYNC for
+	 * FUA writes. 0 or -errno. */
+	int (*rw)(struct device *d, uint8_t op, uint64_t off, const struct iovec *iov, unsigned n,
+		  uint32_t len, int flags);
+	/* The device's bytes, mapped, when they are in memory: the RAM disk,
+	 * or a file on tmpfs/ramfs served inline (mem_file: an access the
+	 * file no longer covers raises SIGBUS; see ioh_bus_env). */
+	char *mem;
+	bool mem_file;
 	/* life */
 	int refs;      /* atomic: the registry and every queue */
 	bool removing; /* atomic: no new queues; queues close when idle */
@@ -407,5 +436,23 @@ bool dev_admits(const struct device *d, uint32_t uid, const uint32_t *gids, unsi
 void ctl_serve(int fd);
 
 uint64_t ioh_now_ns(void);
+
+/* ---- workers (workers.c) ---- */
+
+/* The running thread's slot: a sidecore's index, IOH_MAX_SIDECORES + a
+ * worker's; IOH_SLOTS on other threads. */
+extern _Thread_local unsigned ioh_slot;
+/* Armed (non-NULL) around accesses to a file's mapping (d->mem of a
+ * mem_file device): a SIGBUS on this thread jumps there, value 1, and
+ * disarms it. Unarmed, SIGBUS kills the I/O host as usual. */
+extern _Thread_local sigjmp_buf *ioh_bus_env;
+void ioh_bus_guard_install(void);
+int workers_start(const int *cpus, unsigned n);
+void workers_stop(void);
+unsigned workers_count(void);
+void workers_stats(uint64_t *jobs, uint64_t *parts);
+/* fn(arg, 0..nparts-1), parts shared between the caller and idle
+ * workers; returns when all are done. */
+void workers_run(void (*fn)(void *arg, unsigned part), void *arg, unsigned nparts);
 
 #endif

@@ -295,7 +295,8 @@ static int ctl_listen(const char *path)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: zerolink-iohost [-c CONFIG] [--control PATH] [--sidecores LIST]\n"
-		   "                       [--device NAME:key=value,...]... [--nbd ADDRESS]...\n"
+		   "                       [--workers LIST|none] [--device NAME:key=value,...]...\n"
+		   "                       [--nbd ADDRESS]...\n"
 		   "Serves block devices to zerolink domains from polling sidecores.\n"
 		   "See zerolink-iohost(8) and zerolink-iohost.conf(5).\n");
 }
@@ -341,6 +342,7 @@ int main(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'},
 		{"control", required_argument, NULL, 'C'},
 		{"sidecores", required_argument, NULL, 's'},
+		{"workers", required_argument, NULL, 'w'},
 		{"device", required_argument, NULL, 'd'},
 		{"nbd", required_argument, NULL, 'n'},
 		{"help", no_argument, NULL, 'h'},
@@ -349,13 +351,13 @@ int main(int argc, char **argv)
 	static struct iohost host;
 	ioh = &host;
 	char err[512];
-	const char *config = NULL, *control = NULL, *sidecores = NULL;
+	const char *config = NULL, *control = NULL, *sidecores = NULL, *workers = NULL;
 	struct devconf *extra = NULL;
 	unsigned nextra = 0;
 	const char *nbd_args[4];
 	unsigned nnbd = 0;
 	int c;
-	while ((c = getopt_long(argc, argv, "c:C:s:d:n:h", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:C:s:w:d:n:h", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
@@ -365,6 +367,9 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			sidecores = optarg;
+			break;
+		case 'w':
+			workers = optarg;
 			break;
 		case 'd': {
 			struct devconf *n = realloc(extra, (nextra + 1) * sizeof(*n));
@@ -415,6 +420,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "zerolink-iohost: bad --sidecores '%s'\n", sidecores);
 		return 2;
 	}
+	if (workers && conf_set_workers(&host.conf, workers)) {
+		fprintf(stderr, "zerolink-iohost: bad --workers '%s'\n", workers);
+		return 2;
+	}
 	if (control)
 		snprintf(host.conf.control, sizeof(host.conf.control), "%s", control);
 	else if (!host.conf.control[0] &&
@@ -423,6 +432,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* a file in memory that shrinks under its mapping: the request fails */
+	ioh_bus_guard_install();
 	/* a file that may not grow is a full disk: the write fails with EFBIG */
 	signal(SIGXFSZ, SIG_IGN);
 	sigset_t ss;
@@ -452,6 +463,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "zerolink-iohost: sidecore %u: %s\n", i, strerror(-r));
 			return 1;
 		}
+	}
+	if ((r = workers_start(host.conf.worker_cpus, host.conf.nworkers))) {
+		fprintf(stderr, "zerolink-iohost: workers: %s\n", strerror(-r));
+		return 1;
 	}
 	for (unsigned i = 0; i < host.conf.ndevs + nextra; i++) {
 		const struct devconf *d =
@@ -542,6 +557,7 @@ int main(int argc, char **argv)
 	}
 	for (unsigned i = 0; i < host.nsc; i++)
 		sc_stop(&host.sc[i]);
+	workers_stop();
 	unlink(host.conf.control);
 	close(host.ctl_fd);
 	zl_ctx_close(host.ctx);

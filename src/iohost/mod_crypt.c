@@ -12,6 +12,16 @@
  * before it is lent to the client. Discard and write-zeroes are not
  * offered: the zeroes they leave would not decrypt to zeroes (dm-crypt, too,
  * does not pass discards by default).
+ *
+ * Large requests are cut into 64 KiB parts that the sidecore shares with
+ * the I/O host's workers (workers.c), so that one stream is encrypted on
+ * several cores. When crypt is the last module and the device's data is
+ * in memory (RAM, a file on tmpfs: the device has rw), each part also does
+ * its own I/O: a read copies the part into the client's buffer and
+ * decrypts it there while it is in the cache; a write encrypts the part
+ * into a small buffer of the thread's and writes that. The data then
+ * crosses memory once each way instead of twice, and the copies, too, are
+ * spread over the workers.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,15 +29,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "iohost.h"
 
+/* bytes of a request one thread takes at a time */
+#define CRYPT_PART (128u << 10)
+
 struct crypt {
 	unsigned char key[64];
 	uint32_t unit; /* bytes per data unit: the device's block size */
-	/* per sidecore: a context for each direction, made when first used */
-	EVP_CIPHER_CTX *enc[IOH_MAX_SIDECORES], *dec[IOH_MAX_SIDECORES];
+	bool fused;    /* the parts do the device's I/O themselves */
+	/* per thread slot (sidecores, workers): a context for each
+	 * direction, and a part's buffer for fused writes, made when first
+	 * used; a slot is only ever used by its own thread */
+	EVP_CIPHER_CTX *enc[IOH_SLOTS], *dec[IOH_SLOTS];
+	unsigned char *part_buf[IOH_SLOTS];
 	uint64_t bytes_enc, bytes_dec, failures; /* atomic */
 };
 
@@ -73,6 +93,8 @@ static int crypt_open(struct device *d, void **state, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	c->unit = d->conf.block_size;
+	c->fused = (d->rw || d->mem) && d->conf.nmods &&
+		   !strcmp(d->conf.mods[d->conf.nmods - 1], "crypt");
 	d->flags &= ~(uint32_t)(ZL_BLK_INFO_DISCARD | ZL_BLK_INFO_WRITE_ZEROES);
 	*state = c;
 	return 0;
@@ -81,17 +103,20 @@ static int crypt_open(struct device *d, void **state, char *err, size_t errlen)
 static void crypt_close(void *state)
 {
 	struct crypt *c = state;
-	for (unsigned i = 0; i < IOH_MAX_SIDECORES; i++) {
+	for (unsigned i = 0; i < IOH_SLOTS; i++) {
 		EVP_CIPHER_CTX_free(c->enc[i]);
 		EVP_CIPHER_CTX_free(c->dec[i]);
+		free(c->part_buf[i]);
 	}
 	OPENSSL_cleanse(c->key, sizeof(c->key));
 	free(c);
 }
 
-static EVP_CIPHER_CTX *ctx_of(struct crypt *c, unsigned sc, bool enc)
+static EVP_CIPHER_CTX *ctx_of(struct crypt *c, unsigned slot, bool enc)
 {
-	EVP_CIPHER_CTX **p = enc ? &c->enc[sc] : &c->dec[sc];
+	if (slot >= IOH_SLOTS)
+		return NULL;
+	EVP_CIPHER_CTX **p = enc ? &c->enc[slot] : &c->dec[slot];
 	if (!*p) {
 		EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
 		if (!x || !EVP_CipherInit_ex(x, EVP_aes_256_xts(), NULL, c->key, NULL, enc)) {
@@ -111,70 +136,183 @@ static bool unit_crypt(EVP_CIPHER_CTX *x, uint64_t unit_no, const unsigned char 
 	for (int i = 0; i < 8; i++)
 		iv[i] = (unsigned char)(unit_no >> (8 * i));
 	int n;
-	return EVP_CipherInit_ex(x, NULL, NULL, NULL, iv, -1) &&
+	return EVP_CipherInit_ex2(x, NULL, NULL, iv, -1, NULL) &&
 	       EVP_CipherUpdate(x, out, &n, in, (int)len) && n == (int)len;
 }
 
-/* Walk r's segments unit by unit; a unit split across segments goes
- * through tmp. dst NULL: in place. */
-static bool crypt_iov(struct crypt *c, EVP_CIPHER_CTX *x, const struct ioreq *r, unsigned char *dst)
+/* A position in a list of segments. */
+struct cur {
+	const struct iovec *iov;
+	unsigned seg;
+	size_t at;
+};
+
+/* Copy n bytes between the segments at k and flat (to the segments when
+ * in is false), moving k on. */
+static void cur_copy(struct cur *k, unsigned char *flat, uint32_t n, bool in)
 {
-	unsigned char tmp[4096];
-	uint64_t unit_no = r->off / c->unit;
-	unsigned seg = 0;
-	size_t at = 0; /* in segment seg */
-	for (uint32_t done = 0; done < r->len; done += c->unit, unit_no++) {
-		unsigned char *in = (unsigned char *)r->iov[seg].iov_base + at;
-		bool whole = r->iov[seg].iov_len - at >= c->unit;
-		unsigned char *out = dst ? dst + done : whole ? in : tmp;
-		if (whole) {
-			if (!unit_crypt(x, unit_no, in, out, c->unit))
-				return false;
-			at += c->unit;
-			if (at == r->iov[seg].iov_len) {
-				seg++;
-				at = 0;
-			}
-			continue;
-		}
-		/* gather the split unit, transform it, scatter it back if in place */
-		uint32_t k = 0;
-		unsigned s2 = seg;
-		size_t a2 = at;
-		while (k < c->unit) {
-			size_t t = r->iov[s2].iov_len - a2;
-			if (t > c->unit - k)
-				t = c->unit - k;
-			memcpy(tmp + k, (char *)r->iov[s2].iov_base + a2, t);
-			k += (uint32_t)t;
-			a2 += t;
-			if (a2 == r->iov[s2].iov_len) {
-				s2++;
-				a2 = 0;
-			}
-		}
-		if (!unit_crypt(x, unit_no, tmp, dst ? dst + done : tmp, c->unit))
-			return false;
-		if (!dst) {
-			k = 0;
-			while (k < c->unit) {
-				size_t t = r->iov[seg].iov_len - at;
-				if (t > c->unit - k)
-					t = c->unit - k;
-				memcpy((char *)r->iov[seg].iov_base + at, tmp + k, t);
-				k += (uint32_t)t;
-				at += t;
-				if (at == r->iov[seg].iov_len) {
-					seg++;
-					at = 0;
-				}
-			}
-		} else {
-			seg = s2;
-			at = a2;
+	while (n) {
+		size_t t = k->iov[k->seg].iov_len - k->at;
+		if (t > n)
+			t = n;
+		char *p = (char *)k->iov[k->seg].iov_base + k->at;
+		if (in)
+			memcpy(flat, p, t);
+		else
+			memcpy(p, flat, t);
+		flat += t;
+		n -= (uint32_t)t;
+		k->at += t;
+		if (k->at == k->iov[k->seg].iov_len) {
+			k->seg++;
+			k->at = 0;
 		}
 	}
+}
+
+enum { IN_PLACE, IOV_TO_FLAT, FLAT_TO_IOV };
+
+/* len bytes, unit by unit from unit_no: the segments iov in place, or
+ * from them into flat, or from flat into them. A unit split across
+ * segments goes through tmp. */
+static bool crypt_range(struct crypt *c, EVP_CIPHER_CTX *x, const struct iovec *iov, int mode,
+			unsigned char *flat, uint64_t unit_no, uint32_t len)
+{
+	unsigned char tmp[4096];
+	struct cur k = {iov, 0, 0};
+	for (uint32_t done = 0; done < len; done += c->unit, unit_no++) {
+		unsigned char *p = NULL;
+		if (k.iov[k.seg].iov_len - k.at >= c->unit) {
+			p = (unsigned char *)k.iov[k.seg].iov_base + k.at;
+			k.at += c->unit;
+			if (k.at == k.iov[k.seg].iov_len) {
+				k.seg++;
+				k.at = 0;
+			}
+		}
+		bool ok;
+		if (mode == FLAT_TO_IOV) {
+			ok = unit_crypt(x, unit_no, flat + done, p ? p : tmp, c->unit);
+			if (ok && !p)
+				cur_copy(&k, tmp, c->unit, false);
+		} else if (p) {
+			ok = unit_crypt(x, unit_no, p, mode == IN_PLACE ? p : flat + done, c->unit);
+		} else {
+			struct cur k0 = k;
+			cur_copy(&k, tmp, c->unit, true);
+			ok = unit_crypt(x, unit_no, tmp, mode == IN_PLACE ? tmp : flat + done,
+					c->unit);
+			if (ok && mode == IN_PLACE)
+				cur_copy(&k0, tmp, c->unit, false);
+		}
+		if (!ok)
+			return false;
+	}
 	return true;
+}
+
+/* A part's transform straight between the client's buffer and the
+ * device's mapped bytes; for a file, guarded against SIGBUS (the file
+ * shrank under the mapping, or a tmpfs full on a write fault). */
+static int part_mem(struct crypt *c, EVP_CIPHER_CTX *x, struct ioreq *r, const struct iovec *v,
+		    uint64_t unit_no, uint64_t off, uint32_t len)
+{
+	struct device *d = r->dev;
+	unsigned char *m = (unsigned char *)d->mem + off;
+	bool write = r->op == ZL_BLK_OP_WRITE;
+	sigjmp_buf env;
+	if (d->mem_file) {
+		if (sigsetjmp(env, 0)) {
+			/* a write fault on a full tmpfs, or a file cut short */
+			struct stat st;
+			bool short_file = fstat(d->fd, &st) < 0 || (uint64_t)st.st_size < off + len;
+			return write && !short_file ? -ENOSPC : -EIO;
+		}
+		ioh_bus_env = &env;
+	}
+	bool ok = crypt_range(c, x, v, write ? IOV_TO_FLAT : FLAT_TO_IOV, m, unit_no, len);
+	ioh_bus_env = NULL;
+	if (ok && write && (r->flags & ZL_BLK_F_FUA) && d->mem_file &&
+	    msync((void *)((uintptr_t)m & ~(uintptr_t)4095), len + ((uintptr_t)m & 4095), MS_SYNC) <
+		    0)
+		return -errno;
+	return ok ? 0 : -EBADMSG;
+}
+
+/* One request's work, cut into parts of CRYPT_PART bytes. */
+struct crypt_job {
+	struct crypt *c;
+	struct ioreq *r;
+	bool enc;           /* encrypt (writes) or decrypt (reads) */
+	bool io;            /* each part does its own I/O through the device's rw */
+	unsigned char *dst; /* a write's ciphertext (not io), or NULL: in place */
+	int err;            /* atomic: the first failure, -errno */
+};
+
+static void crypt_part(void *arg, unsigned part)
+{
+	struct crypt_job *j = arg;
+	struct crypt *c = j->c;
+	struct ioreq *r = j->r;
+	size_t from = (size_t)part * CRYPT_PART;
+	uint32_t len = r->len - from < CRYPT_PART ? (uint32_t)(r->len - from) : CRYPT_PART;
+	struct iovec v[IOH_MAX_SEGS];
+	unsigned n = iov_slice(r->iov, r->niov, from, len, v);
+	uint64_t unit_no = (r->off + from) / c->unit;
+	unsigned slot = ioh_slot;
+	EVP_CIPHER_CTX *x = ctx_of(c, slot, j->enc);
+	int e = 0;
+	if (!x) {
+		e = -ENOMEM;
+	} else if (!j->io) {
+		if (!crypt_range(c, x, v, j->dst ? IOV_TO_FLAT : IN_PLACE,
+				 j->dst ? j->dst + from : NULL, unit_no, len))
+			e = -EBADMSG;
+	} else if (r->dev->mem) {
+		e = part_mem(c, x, r, v, unit_no, r->off + from, len);
+	} else if (r->op == ZL_BLK_OP_READ) {
+		/* copy the part in, and decrypt it while it is in the cache */
+		e = r->dev->rw(r->dev, ZL_BLK_OP_READ, r->off + from, v, n, len, 0);
+		if (!e && !crypt_range(c, x, v, IN_PLACE, NULL, unit_no, len))
+			e = -EBADMSG;
+	} else {
+		unsigned char **b = &c->part_buf[slot];
+		if (!*b && posix_memalign((void **)b, 4096, CRYPT_PART))
+			*b = NULL;
+		if (!*b) {
+			e = -ENOMEM;
+		} else if (!crypt_range(c, x, v, IOV_TO_FLAT, *b, unit_no, len)) {
+			e = -EBADMSG;
+		} else {
+			struct iovec bv = {*b, len};
+			int fl = (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;
+			e = r->dev->rw(r->dev, ZL_BLK_OP_WRITE, r->off + from, &bv, 1, len, fl);
+		}
+	}
+	if (e) {
+		int none = 0;
+		__atomic_compare_exchange_n(&j->err, &none, e, false, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED);
+	}
+}
+
+/* Run j over r's parts (shared with the workers); 0 or a status. */
+static int32_t crypt_run(struct crypt_job *j)
+{
+	struct ioreq *r = j->r;
+	workers_run(crypt_part, j, (r->len + CRYPT_PART - 1) / CRYPT_PART);
+	int e = __atomic_load_n(&j->err, __ATOMIC_RELAXED);
+	if (!e) {
+		__atomic_fetch_add(j->enc ? &j->c->bytes_enc : &j->c->bytes_dec, r->len,
+				   __ATOMIC_RELAXED);
+		return 0;
+	}
+	if (e == -EBADMSG || e == -ENOMEM)
+		__atomic_fetch_add(&j->c->failures, 1, __ATOMIC_RELAXED);
+	if (r->op == ZL_BLK_OP_READ) /* never hand out what could not be decrypted */
+		for (unsigned i = 0; i < r->niov; i++)
+			memset(r->iov[i].iov_base, 0, r->iov[i].iov_len);
+	return e == -EBADMSG ? ZL_BLK_S_EIO : dev_status(e);
 }
 
 static int32_t crypt_submit(void *state, struct ioreq *r, void **priv)
@@ -182,30 +320,40 @@ static int32_t crypt_submit(void *state, struct ioreq *r, void **priv)
 	struct crypt *c = state;
 	if (r->op == ZL_BLK_OP_DISCARD || r->op == ZL_BLK_OP_WRITE_ZEROES)
 		return ZL_BLK_S_EOPNOTSUPP;
-	if (r->op != ZL_BLK_OP_WRITE)
+	if (r->op != ZL_BLK_OP_WRITE && r->op != ZL_BLK_OP_READ)
 		return 0;
-	EVP_CIPHER_CTX *x = ctx_of(c, r->sc->idx, true);
-	unsigned char *buf;
-	if (!x || posix_memalign((void **)&buf, 4096, r->len))
+	struct crypt_job j = {.c = c, .r = r, .enc = r->op == ZL_BLK_OP_WRITE, .io = c->fused};
+	if (j.io) {
+		/* the parts do the I/O: the backend is skipped */
+		*priv = c;
+		r->status = crypt_run(&j);
+		return MOD_DONE;
+	}
+	if (r->op == ZL_BLK_OP_READ)
+		return 0; /* decrypted on completion */
+	if (posix_memalign((void **)&j.dst, 4096, r->len))
 		return ZL_BLK_S_ENOMEM;
-	if (!crypt_iov(c, x, r, buf)) {
-		free(buf);
-		__atomic_fetch_add(&c->failures, 1, __ATOMIC_RELAXED);
-		return ZL_BLK_S_EIO;
+	int32_t st = crypt_run(&j);
+	if (st) {
+		free(j.dst);
+		return st;
 	}
 	/* the backend writes the ciphertext; the client's buffer is left as
 	 * it is (it is not ours to write) */
-	*priv = buf;
-	r->iov[0].iov_base = buf;
+	*priv = j.dst;
+	r->iov[0].iov_base = j.dst;
 	r->iov[0].iov_len = r->len;
 	r->niov = 1;
-	__atomic_fetch_add(&c->bytes_enc, r->len, __ATOMIC_RELAXED);
 	return 0;
 }
 
 static void crypt_complete(void *state, struct ioreq *r, void **priv)
 {
 	struct crypt *c = state;
+	if (*priv == c) { /* done by the parts */
+		*priv = NULL;
+		return;
+	}
 	if (r->op == ZL_BLK_OP_WRITE) {
 		free(*priv);
 		*priv = NULL;
@@ -213,16 +361,8 @@ static void crypt_complete(void *state, struct ioreq *r, void **priv)
 	}
 	if (r->op != ZL_BLK_OP_READ || r->status)
 		return;
-	EVP_CIPHER_CTX *x = ctx_of(c, r->sc->idx, false);
-	if (!x || !crypt_iov(c, x, r, NULL)) {
-		/* never hand out what could not be decrypted */
-		for (unsigned i = 0; i < r->niov; i++)
-			memset(r->iov[i].iov_base, 0, r->iov[i].iov_len);
-		r->status = ZL_BLK_S_EIO;
-		__atomic_fetch_add(&c->failures, 1, __ATOMIC_RELAXED);
-		return;
-	}
-	__atomic_fetch_add(&c->bytes_dec, r->len, __ATOMIC_RELAXED);
+	struct crypt_job j = {.c = c, .r = r, .enc = false};
+	r->status = crypt_run(&j);
 }
 
 static void crypt_report(void *state, const struct device *d, struct out *o, bool prom)

@@ -218,6 +218,7 @@ static void sc_sleep(struct sidecore *sc)
 static void *sc_main(void *arg)
 {
 	struct sidecore *sc = arg;
+	ioh_slot = sc->idx;
 	char name[16];
 	snprintf(name, sizeof(name), "zl-sidecore%u", sc->idx);
 	pthread_setname_np(pthread_self(), name);

@@ -9,6 +9,13 @@
  * discard and write-zeroes are not offered. ro: reads work, every change
  * is refused. meter: the client's requests, bytes and latencies appear per
  * tenant in `ls` and as a Prometheus histogram that adds up.
+ *
+ * crypt runs three ways, all checked alike: on a disk file through the
+ * backend, and on a file in memory (/dev/shm) and a RAM disk, where it
+ * transforms between the client's buffer and the mapped bytes itself, its
+ * 64 KiB parts shared with two workers. A file in memory cut short under
+ * its mapping fails the requests it no longer covers (SIGBUS caught), and
+ * the I/O host goes on.
  */
 #include <openssl/evp.h>
 
@@ -69,6 +76,17 @@ static void crypt_device(const char *dev, const char *img, const unsigned char *
 	/* small reads in the middle */
 	CHECK_EQ(zl_blk_read(q, b, bs, 5 * bs), (int)bs);
 	CHECK(!memcmp(b, p + 5 * bs, bs));
+	/* larger than a part, not aligned to one, both ways */
+	const uint32_t big = (1u << 20) - 3 * bs; /* the largest request is 1 MiB */
+	unsigned char *bp = malloc(big), *bb = malloc(big);
+	fill_pattern(bp, big, 78);
+	CHECK_EQ(zl_blk_write(q, bp, big, 2 << 20, 0), (int)big);
+	CHECK_EQ(zl_blk_read(q, bb, big, 2 << 20), (int)big);
+	CHECK(!memcmp(bb, bp, big));
+	free(bp);
+	free(bb);
+	if (!img) /* a RAM disk: no file to look into */
+		goto done;
 	/* the file: the ciphertext of each block, never the plaintext */
 	int fd = open(img, O_RDONLY);
 	CHECK(fd >= 0);
@@ -82,6 +100,7 @@ static void crypt_device(const char *dev, const char *img, const unsigned char *
 		}
 		CHECK(memcmp(f + u * bs, p + u * bs, bs) != 0);
 	}
+done:
 	/* what encryption cannot offer */
 	CHECK_EQ(zl_blk_discard(q, 0, bs), -EOPNOTSUPP);
 	CHECK_EQ(zl_blk_write_zeroes(q, 0, bs, 0), -EOPNOTSUPP);
@@ -90,6 +109,36 @@ static void crypt_device(const char *dev, const char *img, const unsigned char *
 	free(b);
 	free(f);
 	free(e);
+}
+
+/* The file in memory behind s512 cut to 1 MiB under the I/O host, and
+ * grown back. */
+static void shrunk(const char *shm)
+{
+	struct zl_blk *d;
+	CHECK_EQ(zl_blk_open(ctx, ioh_dev("s512"), NULL, &d), 0);
+	struct zl_blk_queue *q = zl_blk_queue(d, 0);
+	unsigned char *p = malloc(65536), *b = malloc(65536);
+	fill_pattern(p, 65536, 79);
+	CHECK_EQ(zl_blk_write(q, p, 65536, 0, 0), 65536);
+	CHECK_EQ(truncate(shm, 1 << 20), 0);
+	/* beyond the end of the file: failed, not a crash, nothing handed out */
+	memset(b, 0x5a, 65536);
+	CHECK_EQ(zl_blk_read(q, b, 65536, 3 << 20), -EIO);
+	CHECK_EQ(zl_blk_write(q, p, 65536, 3 << 20, 0), -EIO);
+	/* straddling the end: fails too */
+	CHECK_EQ(zl_blk_read(q, b, 65536, (1 << 20) - 32768), -EIO);
+	/* what the file still holds reads as before, and the host goes on */
+	CHECK_EQ(zl_blk_read(q, b, 65536, 0), 65536);
+	CHECK(!memcmp(b, p, 65536));
+	free(ioh_ok(&ioh, "ping"));
+	CHECK_EQ(truncate(shm, DEV_SIZE), 0);
+	CHECK_EQ(zl_blk_write(q, p, 65536, 3 << 20, 0), 65536);
+	CHECK_EQ(zl_blk_read(q, b, 65536, 3 << 20), 65536);
+	CHECK(!memcmp(b, p, 65536));
+	zl_blk_close(d);
+	free(p);
+	free(b);
 }
 
 int main(void)
@@ -112,7 +161,10 @@ int main(void)
 	write_key(kshort, key1, 32);
 	write_key(keq, keyeq, 64);
 
-	char s0[320], s1[320], s2[320], s3[320];
+	char shm[96], shm4k[96];
+	snprintf(shm, sizeof(shm), "/dev/shm/zl-test-mod-%d", (int)getpid());
+	snprintf(shm4k, sizeof(shm4k), "/dev/shm/zl-test-mod-%d.4k", (int)getpid());
+	char s0[320], s1[320], s2[320], s3[320], s4[320], s5[320], s6[320];
 	snprintf(s0, sizeof(s0), "%s:backend=file,path=%s,size=%u,modules=meter+crypt,crypt_key=%s",
 		 ioh_dev("c512"), img, DEV_SIZE, k1);
 	snprintf(s1, sizeof(s1),
@@ -120,13 +172,27 @@ int main(void)
 		 ioh_dev("c4k"), img4k, DEV_SIZE, k1);
 	snprintf(s2, sizeof(s2), "%s:backend=ram,size=%u,modules=ro", ioh_dev("ro"), DEV_SIZE);
 	snprintf(s3, sizeof(s3), "%s:backend=ram,size=%u,modules=meter", ioh_dev("m"), DEV_SIZE);
-	const char *args[] = {"--sidecores", "0", "--device", s0, "--device", s1,
-			      "--device",    s2,  "--device", s3, NULL};
+	snprintf(s4, sizeof(s4), "%s:backend=file,path=%s,size=%u,modules=meter+crypt,crypt_key=%s",
+		 ioh_dev("s512"), shm, DEV_SIZE, k1);
+	snprintf(s5, sizeof(s5),
+		 "%s:backend=file,path=%s,size=%u,block_size=4096,modules=crypt,crypt_key=%s",
+		 ioh_dev("s4k"), shm4k, DEV_SIZE, k1);
+	snprintf(s6, sizeof(s6),
+		 "%s:backend=ram,size=%u,block_size=4096,modules=crypt,crypt_key=%s",
+		 ioh_dev("r4k"), DEV_SIZE, k1);
+	const char *args[] = {"--sidecores", "0", "--workers", "0,1", "--device", s0,
+			      "--device",    s1,  "--device",  s2,    "--device", s3,
+			      "--device",    s4,  "--device",  s5,    "--device", s6,
+			      NULL};
 	ioh_start(&ioh, args);
 	ctx = test_ctx("test_blk_mod");
 
 	crypt_device(ioh_dev("c512"), img, key1, 512);
 	crypt_device(ioh_dev("c4k"), img4k, key1, 4096);
+	crypt_device(ioh_dev("s512"), shm, key1, 512);
+	crypt_device(ioh_dev("s4k"), shm4k, key1, 4096);
+	crypt_device(ioh_dev("r4k"), NULL, key1, 4096);
+	shrunk(shm);
 
 	/* the same file under another key reads as something else */
 	char line[512];
@@ -239,6 +305,8 @@ int main(void)
 	unlink(keq);
 	unlink(img);
 	unlink(img4k);
+	unlink(shm);
+	unlink(shm4k);
 	rmdir(dir);
 	printf("ok\n");
 	return 0;
