@@ -21,6 +21,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/uio.h>
@@ -30,6 +32,76 @@
 
 static int file_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec *iov, unsigned n,
 		   uint32_t len, int flags);
+
+/* The warmer: touches the pages of the file's data, chunk by chunk in
+ * order, and marks each chunk that is data throughout as usable through
+ * the mapping. Holes are left alone (touching them would allocate them).
+ * At low priority, once, when the device is added. */
+static void *warm_main(void *arg)
+{
+	struct device *d = arg;
+	pthread_setname_np(pthread_self(), "zl-warm");
+	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+	const uint64_t chunk = 1ull << MEM_CHUNK_SHIFT;
+	sigjmp_buf env;
+	if (sigsetjmp(env, 0)) { /* the file shrank: what is left stays unmarked */
+		__atomic_store_n(&d->warm_done, true, __ATOMIC_RELAXED);
+		return NULL;
+	}
+	ioh_bus_env = &env;
+	uint64_t off = 0;
+	while (off < d->size && !__atomic_load_n(&d->warm_stop, __ATOMIC_RELAXED)) {
+		off_t a = lseek(d->fd, (off_t)off, SEEK_DATA);
+		if (a < 0)
+			break; /* no data after off */
+		off_t b = lseek(d->fd, a, SEEK_HOLE);
+		if (b < 0 || (uint64_t)b > d->size)
+			b = (off_t)d->size;
+		/* the chunks wholly inside [a, b) */
+		uint64_t c0 = ((uint64_t)a + chunk - 1) >> MEM_CHUNK_SHIFT;
+		uint64_t c1 = (uint64_t)b >> MEM_CHUNK_SHIFT;
+		for (uint64_t c = c0; c < c1 && !__atomic_load_n(&d->warm_stop, __ATOMIC_RELAXED);
+		     c++) {
+			volatile const char *p = d->mem + (c << MEM_CHUNK_SHIFT);
+			for (uint64_t i = 0; i < chunk; i += 4096)
+				(void)p[i];
+			__atomic_fetch_or(&d->mem_ok[c >> 3], (uint8_t)(1u << (c & 7)),
+					  __ATOMIC_RELAXED);
+			__atomic_fetch_add(&d->mem_warm_bytes, chunk, __ATOMIC_RELAXED);
+		}
+		off = (uint64_t)b;
+	}
+	ioh_bus_env = NULL;
+	__atomic_store_n(&d->warm_done, true, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+/* Map a file in memory, and warm the mapping in the background. */
+static void mem_start(struct device *d)
+{
+	void *m = mmap(NULL, d->size, PROT_READ | (d->conf.readonly ? 0 : PROT_WRITE), MAP_SHARED,
+		       d->fd, 0);
+	if (m == MAP_FAILED)
+		return;
+	d->mem_ok = calloc(((d->size >> MEM_CHUNK_SHIFT) + 8) / 8, 1);
+	if (!d->mem_ok) {
+		munmap(m, d->size);
+		return;
+	}
+	d->mem = m;
+	d->mem_file = true;
+	d->warmer_on = pthread_create(&d->warmer, NULL, warm_main, d) == 0;
+}
+
+/* Chunks [off, off+len) touches are no longer all data: unmark them. */
+static void mem_unmark(struct device *d, uint64_t off, uint64_t len)
+{
+	if (!d->mem_ok || !len)
+		return;
+	for (uint64_t c = off >> MEM_CHUNK_SHIFT; c <= (off + len - 1) >> MEM_CHUNK_SHIFT; c++)
+		__atomic_fetch_and(&d->mem_ok[c >> 3], (uint8_t) ~(1u << (c & 7)),
+				   __ATOMIC_RELAXED);
+}
 
 static int file_open(struct device *d, char *err, size_t errlen)
 {
@@ -116,16 +188,11 @@ static int file_open(struct device *d, char *err, size_t errlen)
 			d->direct = false;
 	}
 	d->rw = d->inline_io && !d->direct ? file_rw : NULL;
-	if (d->rw && in_memory && S_ISREG(st.st_mode)) {
-		/* its bytes, for modules that transform them in one pass */
-		void *m = mmap(NULL, d->size, PROT_READ | (c->readonly ? 0 : PROT_WRITE),
-			       MAP_SHARED, fd, 0);
-		if (m != MAP_FAILED) {
-			d->mem = m;
-			d->mem_file = true;
-		}
-	}
 	d->fd = fd;
+	/* mapped, for copies without system calls and modules that
+	 * transform the data in one pass */
+	if (d->rw && in_memory && S_ISREG(st.st_mode))
+		mem_start(d);
 	return 0;
 fail_fd:
 	close(fd);
@@ -138,6 +205,11 @@ fail : {
 
 static void file_close(struct device *d)
 {
+	if (d->warmer_on) {
+		__atomic_store_n(&d->warm_stop, true, __ATOMIC_RELAXED);
+		pthread_join(d->warmer, NULL);
+	}
+	free(d->mem_ok);
 	if (d->mem)
 		munmap(d->mem, d->size);
 	if (d->fd >= 0)
@@ -230,6 +302,27 @@ static int file_rw(struct device *d, uint8_t op, uint64_t off, const struct iove
 	return 0;
 }
 
+/* A read or write as a copy from or to the file's mapping (a file in
+ * memory): no system call. */
+static int mem_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec *iov, unsigned n,
+		  uint32_t len)
+{
+	sigjmp_buf env;
+	if (sigsetjmp(env, 0)) /* a full tmpfs, or a file cut short */
+		return dev_bus_error(d, op == ZL_BLK_OP_WRITE, off, len);
+	ioh_bus_env = &env;
+	char *p = d->mem + off;
+	for (unsigned i = 0; i < n; i++) {
+		if (op == ZL_BLK_OP_READ)
+			memcpy(iov[i].iov_base, p, iov[i].iov_len);
+		else
+			memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		p += iov[i].iov_len;
+	}
+	ioh_bus_env = NULL;
+	return 0;
+}
+
 /* r, done by the sidecore with plain system calls (inline devices). */
 static void inline_submit(struct sidecore *sc, struct ioreq *r)
 {
@@ -240,20 +333,25 @@ static void inline_submit(struct sidecore *sc, struct ioreq *r)
 	case ZL_BLK_OP_WRITE: {
 		struct iovec b = {r->bounce, r->len};
 		int fl = r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;
-		res = r->bounce ? file_rw(d, r->op, r->off, &b, 1, r->len, fl)
-				: file_rw(d, r->op, r->off, r->iov, r->niov, r->len, fl);
+		if (!r->bounce && dev_mem_ok(d, r->off, r->len))
+			res = mem_rw(d, r->op, r->off, r->iov, r->niov, r->len);
+		else
+			res = r->bounce ? file_rw(d, r->op, r->off, &b, 1, r->len, fl)
+					: file_rw(d, r->op, r->off, r->iov, r->niov, r->len, fl);
 		break;
 	}
 	case ZL_BLK_OP_FLUSH:
 		res = fdatasync(d->fd) < 0 ? -errno : 0;
 		break;
 	case ZL_BLK_OP_DISCARD:
+		mem_unmark(d, r->off, r->len);
 		res = fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)r->off,
 				(off_t)r->len) < 0
 			      ? -errno
 			      : 0;
 		break;
 	case ZL_BLK_OP_WRITE_ZEROES:
+		mem_unmark(d, r->off, r->len);
 		res = fallocate(d->fd,
 				((r->flags & ZL_BLK_F_NOUNMAP) ? FALLOC_FL_ZERO_RANGE
 							       : FALLOC_FL_PUNCH_HOLE) |

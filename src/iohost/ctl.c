@@ -97,6 +97,10 @@ static void cmd_ls(struct out *o)
 		     (unsigned long long)zl_read_once(&d->st.bytes_read),
 		     (unsigned long long)zl_read_once(&d->st.bytes_written),
 		     (unsigned long long)zl_read_once(&d->st.errors));
+		if (d->mem_file)
+			outf(o, "    mapped: %llu bytes warm (%s)\n",
+			     (unsigned long long)zl_read_once(&d->mem_warm_bytes),
+			     zl_read_once(&d->warm_done) ? "done" : "warming");
 		for (unsigned i = 0; i < d->nmods; i++)
 			d->mods[i]->report(d->mod_state[i], d, o, false);
 		qos_report(d, o, false);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../lib/barrier.h"
@@ -159,6 +160,13 @@ int32_t dev_status(int err)
 	default:
 		return ZL_BLK_S_EIO;
 	}
+}
+
+int dev_bus_error(struct device *d, bool write, uint64_t off, uint32_t len)
+{
+	struct stat st;
+	bool short_file = fstat(d->fd, &st) < 0 || (uint64_t)st.st_size < off + len;
+	return write && !short_file ? -ENOSPC : -EIO;
 }
 
 unsigned iov_slice(const struct iovec *iov, unsigned n, size_t from, size_t len, struct iovec *out)

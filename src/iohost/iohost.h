@@ -164,6 +164,10 @@ struct backend_ops {
 /* A request's status for a backend's -errno (ENOSPC, EROFS, ...; EIO
  * for the rest). */
 int32_t dev_status(int err);
+/* What a SIGBUS on d's mapping at [off, off+len) means: -EIO (the file
+ * no longer reaches there), or -ENOSPC for a write (a full tmpfs). */
+int dev_bus_error(struct device *d, bool write, uint64_t off, uint32_t len);
+
 /* The part [from, from+len) of the segments iov[0..n): up to
  * IOH_MAX_SEGS segments in out; their number. */
 unsigned iov_slice(const struct iovec *iov, unsigned n, size_t from, size_t len, struct iovec *out);
@@ -278,6 +282,18 @@ struct device {
 	 * file no longer covers raises SIGBUS; see ioh_bus_env). */
 	char *mem;
 	bool mem_file;
+	/* A file's mapping is used where it is warm: one bit per MEM_CHUNK
+	 * bytes, set by the warmer thread once the chunk's pages are data
+	 * and have been touched (first touches are slow: on a VM with shadow
+	 * page tables, tens of microseconds a page), cleared when a discard
+	 * makes holes. Elsewhere the file is read and written with system
+	 * calls. */
+	uint8_t *mem_ok;         /* atomic bytes */
+	uint64_t mem_warm_bytes; /* atomic: bytes made warm so far */
+	bool warm_done;          /* atomic: the warmer has finished */
+	pthread_t warmer;
+	bool warmer_on;
+	bool warm_stop; /* atomic */
 	/* life */
 	int refs;      /* atomic: the registry and every queue */
 	bool removing; /* atomic: no new queues; queues close when idle */
@@ -291,6 +307,20 @@ struct device {
 	struct device *next;
 };
 
+#define MEM_CHUNK_SHIFT 16
+
+/* Whether [off, off+len) of d may be reached through d->mem. */
+static inline bool dev_mem_ok(const struct device *d, uint64_t off, uint32_t len)
+{
+	if (!d->mem)
+		return false;
+	if (!d->mem_file)
+		return true;
+	for (uint64_t c = off >> MEM_CHUNK_SHIFT; c <= (off + len - 1) >> MEM_CHUNK_SHIFT; c++)
+		if (!(__atomic_load_n(&d->mem_ok[c >> 3], __ATOMIC_RELAXED) & (1u << (c & 7))))
+			return false;
+	return true;
+}
 int dev_create(const struct devconf *c, struct device **out, char *err, size_t errlen);
 void dev_get(struct device *d);
 void dev_put(struct device *d);

@@ -93,8 +93,7 @@ static int crypt_open(struct device *d, void **state, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	c->unit = d->conf.block_size;
-	c->fused = (d->rw || d->mem) && d->conf.nmods &&
-		   !strcmp(d->conf.mods[d->conf.nmods - 1], "crypt");
+	c->fused = d->rw && d->conf.nmods && !strcmp(d->conf.mods[d->conf.nmods - 1], "crypt");
 	d->flags &= ~(uint32_t)(ZL_BLK_INFO_DISCARD | ZL_BLK_INFO_WRITE_ZEROES);
 	*state = c;
 	return 0;
@@ -222,12 +221,8 @@ static int part_mem(struct crypt *c, EVP_CIPHER_CTX *x, struct ioreq *r, const s
 	bool write = r->op == ZL_BLK_OP_WRITE;
 	sigjmp_buf env;
 	if (d->mem_file) {
-		if (sigsetjmp(env, 0)) {
-			/* a write fault on a full tmpfs, or a file cut short */
-			struct stat st;
-			bool short_file = fstat(d->fd, &st) < 0 || (uint64_t)st.st_size < off + len;
-			return write && !short_file ? -ENOSPC : -EIO;
-		}
+		if (sigsetjmp(env, 0)) /* a full tmpfs, or a file cut short */
+			return dev_bus_error(d, write, off, len);
 		ioh_bus_env = &env;
 	}
 	bool ok = crypt_range(c, x, v, write ? IOV_TO_FLAT : FLAT_TO_IOV, m, unit_no, len);
@@ -268,7 +263,7 @@ static void crypt_part(void *arg, unsigned part)
 		if (!crypt_range(c, x, v, j->dst ? IOV_TO_FLAT : IN_PLACE,
 				 j->dst ? j->dst + from : NULL, unit_no, len))
 			e = -EBADMSG;
-	} else if (r->dev->mem) {
+	} else if (dev_mem_ok(r->dev, r->off + from, len)) {
 		e = part_mem(c, x, r, v, unit_no, r->off + from, len);
 	} else if (r->op == ZL_BLK_OP_READ) {
 		/* copy the part in, and decrypt it while it is in the cache */

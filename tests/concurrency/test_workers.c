@@ -71,8 +71,8 @@ static void *caller(void *arg)
 				for (int i = 0; i < 50; i++)
 					x = x * 6364136223846793005ull + 1442695040888963407ull;
 				if (w.result[p] != x) {
-					fprintf(stderr, "job %u of %u: part %u's result not seen\n", j,
-						id, p);
+					fprintf(stderr, "job %u of %u: part %u's result not seen\n",
+						j, id, p);
 					exit(1);
 				}
 			}

@@ -13,9 +13,10 @@
  * crypt runs three ways, all checked alike: on a disk file through the
  * backend, and on a file in memory (/dev/shm) and a RAM disk, where it
  * transforms between the client's buffer and the mapped bytes itself, its
- * 64 KiB parts shared with two workers. A file in memory cut short under
- * its mapping fails the requests it no longer covers (SIGBUS caught), and
- * the I/O host goes on.
+ * 64 KiB parts shared with two workers. A plain device on a file in memory
+ * is copied to and from its warm mapping; a discard's holes read as zeroes.
+ * A file in memory cut short under its mapping fails the requests it no
+ * longer covers (SIGBUS caught), and the I/O host goes on.
  */
 #include <openssl/evp.h>
 
@@ -111,12 +112,88 @@ done:
 	free(e);
 }
 
-/* The file in memory behind s512 cut to 1 MiB under the I/O host, and
- * grown back. */
-static void shrunk(const char *shm)
+/* A file in memory filled before the I/O host starts: its data is mapped
+ * and warmed, and then reached without system calls. */
+static void fill_file(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0);
+	unsigned char *b = malloc(1 << 20);
+	for (unsigned i = 0; i < DEV_SIZE >> 20; i++) {
+		fill_pattern(b, 1 << 20, 1000 + i);
+		CHECK_EQ(pwrite(fd, b, 1 << 20, (off_t)i << 20), 1 << 20);
+	}
+	close(fd);
+	free(b);
+}
+
+/* Until no mapping is still warming (bounded). */
+static void wait_warm(void)
+{
+	for (int i = 0;; i++) {
+		char *ls = ioh_ok(&ioh, "ls");
+		bool warming = strstr(ls, "(warming)") != NULL;
+		free(ls);
+		if (!warming)
+			return;
+		CHECK(i < 600);
+		usleep(50000);
+	}
+}
+
+/* The plain device p on a warm file in memory: copies to and from the
+ * mapping; a discard makes holes (read as zeroes, written again through
+ * system calls); the file sees every write. */
+static void plain_mem(const char *path)
+{
+	char want[96];
+	char *ls = ioh_ok(&ioh, "ls");
+	snprintf(want, sizeof(want), "mapped: %u bytes warm (done)", DEV_SIZE);
+	char *at = strstr(ls, ioh_dev("p"));
+	CHECK(at && strstr(at, want));
+	free(ls);
+	struct zl_blk *d;
+	CHECK_EQ(zl_blk_open(ctx, ioh_dev("p"), NULL, &d), 0);
+	struct zl_blk_queue *q = zl_blk_queue(d, 0);
+	unsigned char *p = malloc(1 << 20), *b = malloc(1 << 20), *f = malloc(1 << 20);
+	/* what was there before the I/O host started */
+	fill_pattern(p, 1 << 20, 1003);
+	CHECK_EQ(zl_blk_read(q, b, 1 << 20, 3 << 20), 1 << 20);
+	CHECK(!memcmp(b, p, 1 << 20));
+	static const uint32_t sz[] = {512, 4096, 65536 + 512, 1 << 20};
+	int fd = open(path, O_RDONLY);
+	CHECK(fd >= 0);
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t off = (uint64_t)(5 + i) * (1 << 20) - (i & 1 ? 512 : 0);
+		fill_pattern(p, sz[i], 50 + i);
+		CHECK_EQ(zl_blk_write(q, p, sz[i], off, 0), (int)sz[i]);
+		CHECK_EQ(zl_blk_read(q, b, sz[i], off), (int)sz[i]);
+		CHECK(!memcmp(b, p, sz[i]));
+		CHECK_EQ(pread(fd, f, sz[i], (off_t)off), (ssize_t)sz[i]);
+		CHECK(!memcmp(f, p, sz[i]));
+	}
+	/* holes: zeroes, then written again */
+	CHECK_EQ(zl_blk_discard(q, 5 << 20, 1 << 20), 0);
+	CHECK_EQ(zl_blk_read(q, b, 1 << 20, 5 << 20), 1 << 20);
+	memset(f, 0, 1 << 20);
+	CHECK(!memcmp(b, f, 1 << 20));
+	fill_pattern(p, 1 << 20, 60);
+	CHECK_EQ(zl_blk_write(q, p, 1 << 20, 5 << 20, 0), 1 << 20);
+	CHECK_EQ(zl_blk_read(q, b, 1 << 20, 5 << 20), 1 << 20);
+	CHECK(!memcmp(b, p, 1 << 20));
+	close(fd);
+	zl_blk_close(d);
+	free(p);
+	free(b);
+	free(f);
+}
+
+/* The file in memory behind device name cut to 1 MiB under the I/O host,
+ * and grown back. */
+static void shrunk(const char *name, const char *shm)
 {
 	struct zl_blk *d;
-	CHECK_EQ(zl_blk_open(ctx, ioh_dev("s512"), NULL, &d), 0);
+	CHECK_EQ(zl_blk_open(ctx, name, NULL, &d), 0);
 	struct zl_blk_queue *q = zl_blk_queue(d, 0);
 	unsigned char *p = malloc(65536), *b = malloc(65536);
 	fill_pattern(p, 65536, 79);
@@ -161,10 +238,14 @@ int main(void)
 	write_key(kshort, key1, 32);
 	write_key(keq, keyeq, 64);
 
-	char shm[96], shm4k[96];
+	char shm[96], shm4k[96], shmp[96];
 	snprintf(shm, sizeof(shm), "/dev/shm/zl-test-mod-%d", (int)getpid());
 	snprintf(shm4k, sizeof(shm4k), "/dev/shm/zl-test-mod-%d.4k", (int)getpid());
-	char s0[320], s1[320], s2[320], s3[320], s4[320], s5[320], s6[320];
+	snprintf(shmp, sizeof(shmp), "/dev/shm/zl-test-mod-%d.p", (int)getpid());
+	fill_file(shm);
+	fill_file(shm4k);
+	fill_file(shmp);
+	char s0[320], s1[320], s2[320], s3[320], s4[320], s5[320], s6[320], s7[320];
 	snprintf(s0, sizeof(s0), "%s:backend=file,path=%s,size=%u,modules=meter+crypt,crypt_key=%s",
 		 ioh_dev("c512"), img, DEV_SIZE, k1);
 	snprintf(s1, sizeof(s1),
@@ -180,19 +261,23 @@ int main(void)
 	snprintf(s6, sizeof(s6),
 		 "%s:backend=ram,size=%u,block_size=4096,modules=crypt,crypt_key=%s",
 		 ioh_dev("r4k"), DEV_SIZE, k1);
+	snprintf(s7, sizeof(s7), "%s:backend=file,path=%s", ioh_dev("p"), shmp);
 	const char *args[] = {"--sidecores", "0", "--workers", "0,1", "--device", s0,
 			      "--device",    s1,  "--device",  s2,    "--device", s3,
 			      "--device",    s4,  "--device",  s5,    "--device", s6,
-			      NULL};
+			      "--device",    s7,  NULL};
 	ioh_start(&ioh, args);
 	ctx = test_ctx("test_blk_mod");
+	wait_warm();
 
 	crypt_device(ioh_dev("c512"), img, key1, 512);
 	crypt_device(ioh_dev("c4k"), img4k, key1, 4096);
 	crypt_device(ioh_dev("s512"), shm, key1, 512);
 	crypt_device(ioh_dev("s4k"), shm4k, key1, 4096);
 	crypt_device(ioh_dev("r4k"), NULL, key1, 4096);
-	shrunk(shm);
+	plain_mem(shmp);
+	shrunk(ioh_dev("p"), shmp);
+	shrunk(ioh_dev("s512"), shm);
 
 	/* the same file under another key reads as something else */
 	char line[512];
@@ -307,6 +392,7 @@ int main(void)
 	unlink(img4k);
 	unlink(shm);
 	unlink(shm4k);
+	unlink(shmp);
 	rmdir(dir);
 	printf("ok\n");
 	return 0;
