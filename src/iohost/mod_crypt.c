@@ -37,7 +37,7 @@
 #include "iohost.h"
 
 /* bytes of a request one thread takes at a time */
-#define CRYPT_PART (128u << 10)
+#define CRYPT_PART (64u << 10)
 
 struct crypt {
 	unsigned char key[64];
