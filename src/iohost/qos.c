@@ -383,10 +383,13 @@ void qos_report(struct device *d, struct out *o, bool prom)
 		}
 		outf(o,
 		     "      tenant %s: reserve %llu limit %llu weight %u; %.0f ops/s; %llu ops, "
-		     "%llu requests waited\n",
+		     "%llu requests waited",
 		     w, (unsigned long long)t->c.reserve, (unsigned long long)t->c.limit,
 		     t->c.weight, t->rate, (unsigned long long)t->units,
 		     (unsigned long long)t->deferrals);
+		if (t->c.reserve) /* smoothed, while busy */
+			outf(o, "; got %.2f of its reservation", t->got);
+		outf(o, "\n");
 	}
 	pthread_mutex_unlock(&q->lock);
 }
