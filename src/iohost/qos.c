@@ -41,6 +41,9 @@
 
 #define QOS_WINDOW_NS 10000000ull
 #define QOS_BURST_S 0.002 /* a bucket holds 2 ms of its rate */
+/* a limit's bucket 5 ms: a tenant whose sidecore or client lost its core
+ * for a scheduler slice (a few ms on a busy machine) may catch up */
+#define QOS_LIMIT_BURST 2.5
 #define QOS_CUT 0.85
 #define QOS_GROW_HELD 1.05
 #define QOS_GROW_FREE 1.2
@@ -126,8 +129,8 @@ static void refill(struct qos *q, struct qos_tenant *t, uint64_t now)
 	}
 	if (t->c.limit) {
 		t->tok_l += (double)t->c.limit * dt;
-		if (t->tok_l > burst((double)t->c.limit))
-			t->tok_l = burst((double)t->c.limit);
+		if (t->tok_l > QOS_LIMIT_BURST * burst((double)t->c.limit))
+			t->tok_l = QOS_LIMIT_BURST * burst((double)t->c.limit);
 	}
 	if (q->spare >= 0) {
 		double w = (double)t->c.weight, sw = q->sumw > w ? q->sumw : w;

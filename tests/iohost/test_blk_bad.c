@@ -366,6 +366,70 @@ static void full_backend(bool crypt)
 	rmdir(dir);
 }
 
+/* zerolink-iohost run with args (NULL-terminated): its exit status, and
+ * what it said on stderr in err. */
+static int run_ioh(const char *const *args, char *err, size_t errlen)
+{
+	int pfd[2];
+	CHECK(pipe(pfd) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(pfd[1], 2);
+		alarm(20); /* one that starts after all is killed, not waited for */
+		const char *argv[16] = {getenv("ZEROLINK_IOHOST_BIN")};
+		for (int i = 0; args[i] && i < 14; i++)
+			argv[i + 1] = args[i];
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t n = 0;
+	ssize_t k;
+	while (n + 1 < errlen && (k = read(pfd[0], err + n, errlen - 1 - n)) > 0)
+		n += (size_t)k;
+	err[n] = 0;
+	close(pfd[0]);
+	int st;
+	CHECK_EQ(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Workers, given on the command line or in [iohost]: a bad list is
+ * refused before anything starts; a good one is used (ls). */
+static void worker_args(void)
+{
+	char err[512], conf[96], line[128];
+	static const char *const bad[] = {"x", "3-1", "1-", "99999"};
+	for (unsigned i = 0; i < 4; i++) {
+		const char *args[] = {"--workers", bad[i], NULL};
+		CHECK_EQ(run_ioh(args, err, sizeof(err)), 2);
+		snprintf(line, sizeof(line), "bad --workers '%s'", bad[i]);
+		if (!strstr(err, line)) {
+			fprintf(stderr, "--workers %s: said '%s'\n", bad[i], err);
+			exit(1);
+		}
+	}
+	snprintf(conf, sizeof(conf), "/tmp/zl-test-blk-conf-%d", (int)getpid());
+	FILE *f = fopen(conf, "w");
+	CHECK(f);
+	fprintf(f, "[iohost]\nworkers = nine\n");
+	fclose(f);
+	const char *args[] = {"-c", conf, NULL};
+	CHECK_EQ(run_ioh(args, err, sizeof(err)), 2);
+	CHECK(strstr(err, ":2: bad value for workers: 'nine'"));
+	f = fopen(conf, "w");
+	CHECK(f);
+	fprintf(f, "[iohost]\nsidecores = 1\nworkers = 0-1\n");
+	fclose(f);
+	struct ioh_proc p = {0};
+	ioh_start(&p, args);
+	char *ls = ioh_ok(&p, "ls");
+	CHECK(strstr(ls, "workers\n  2 (cpus 0,1); 0 requests shared"));
+	free(ls);
+	ioh_stop(&p);
+	unlink(conf);
+}
+
 static int try_as(uid_t uid, gid_t gid, const char *dev)
 {
 	pid_t pid = fork();
@@ -427,6 +491,7 @@ int main(void)
 	lazy_client(dev, mine);
 	full_backend(false);
 	full_backend(true);
+	worker_args();
 	if (geteuid() == 0) {
 		/* root and the I/O host's user are admitted; others if listed */
 		CHECK_EQ(try_as(65534, 65534, dev), EACCES);
