@@ -311,14 +311,7 @@ static int mem_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec
 	if (sigsetjmp(env, 0)) /* a full tmpfs, or a file cut short */
 		return dev_bus_error(d, op == ZL_BLK_OP_WRITE, off, len);
 	ioh_bus_env = &env;
-	char *p = d->mem + off;
-	for (unsigned i = 0; i < n; i++) {
-		if (op == ZL_BLK_OP_READ)
-			memcpy(iov[i].iov_base, p, iov[i].iov_len);
-		else
-			memcpy(p, iov[i].iov_base, iov[i].iov_len);
-		p += iov[i].iov_len;
-	}
+	mem_copy(d->mem + off, op, iov, n);
 	ioh_bus_env = NULL;
 	return 0;
 }

@@ -58,14 +58,7 @@ static int ram_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec
 {
 	(void)len;
 	(void)flags;
-	char *p = d->ram + off;
-	for (unsigned i = 0; i < n; i++) {
-		if (op == ZL_BLK_OP_READ)
-			memcpy(iov[i].iov_base, p, iov[i].iov_len);
-		else
-			memcpy(p, iov[i].iov_base, iov[i].iov_len);
-		p += iov[i].iov_len;
-	}
+	mem_copy(d->ram + off, op, iov, n);
 	return 0;
 }
 

@@ -169,6 +169,17 @@ int dev_bus_error(struct device *d, bool write, uint64_t off, uint32_t len)
 	return write && !short_file ? -ENOSPC : -EIO;
 }
 
+void mem_copy(char *mem, uint8_t op, const struct iovec *iov, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (op == ZL_BLK_OP_READ)
+			memcpy(iov[i].iov_base, mem, iov[i].iov_len);
+		else
+			memcpy(mem, iov[i].iov_base, iov[i].iov_len);
+		mem += iov[i].iov_len;
+	}
+}
+
 unsigned iov_slice(const struct iovec *iov, unsigned n, size_t from, size_t len, struct iovec *out)
 {
 	unsigned k = 0;

@@ -168,6 +168,9 @@ int32_t dev_status(int err);
  * no longer reaches there), or -ENOSPC for a write (a full tmpfs). */
 int dev_bus_error(struct device *d, bool write, uint64_t off, uint32_t len);
 
+/* A read (op READ) from the device bytes at mem into the segments, or a
+ * write of them there. */
+void mem_copy(char *mem, uint8_t op, const struct iovec *iov, unsigned n);
 /* The part [from, from+len) of the segments iov[0..n): up to
  * IOH_MAX_SEGS segments in out; their number. */
 unsigned iov_slice(const struct iovec *iov, unsigned n, size_t from, size_t len, struct iovec *out);
