@@ -84,7 +84,11 @@ int main(void)
 	free(ioh_ok(&ioh, line));
 	double lim2 = rate(q, 1.0);
 	printf("limit changed to 5000: %.0f ops/s\n", lim2);
-	CHECK(lim2 <= 5000 * 1.15 && lim2 >= 0.7 * (free_rate < 5000 ? free_rate : 5000));
+	/* never above the new limit; well above the old one (a closed loop
+	 * of 8 on a loaded machine under ASan did 3457 of 5000: the rate
+	 * the limit allows is not always one the machine delivers) */
+	CHECK(lim2 <= 5000 * 1.15);
+	CHECK(lim2 >= 1.3 * lim);
 	/* removed: free again */
 	snprintf(line, sizeof(line), "untenant %s lim", dev);
 	free(ioh_ok(&ioh, line));
