@@ -78,17 +78,19 @@ int main(void)
 	char *pr = ioh_ok(&ioh, "prom");
 	CHECK(strstr(pr, "zerolink_iohost_qos_deferred_total{device=\""));
 	free(pr);
-	/* changed at run time */
-	snprintf(line, sizeof(line), "tenant lim device=%s users=%u limit=5000", dev,
+	/* changed at run time, down: a bound that load cannot blur (CI runs
+	 * under load and ASan delivered less than a raised limit allowed:
+	 * 1794 and 3457 ops/s of 5000) */
+	snprintf(line, sizeof(line), "tenant lim device=%s users=%u limit=500", dev,
 		 (unsigned)geteuid());
 	free(ioh_ok(&ioh, line));
+	ls = ioh_ok(&ioh, "ls");
+	CHECK(strstr(ls, "limit 500 weight 1"));
+	free(ls);
 	double lim2 = rate(q, 1.0);
-	printf("limit changed to 5000: %.0f ops/s\n", lim2);
-	/* never above the new limit; well above the old one (a closed loop
-	 * of 8 on a loaded machine under ASan did 3457 of 5000: the rate
-	 * the limit allows is not always one the machine delivers) */
-	CHECK(lim2 <= 5000 * 1.15);
-	CHECK(lim2 >= 1.3 * lim);
+	printf("limit changed to 500: %.0f ops/s\n", lim2);
+	CHECK(lim2 <= 500 * 1.15);
+	CHECK(lim2 < 0.5 * lim);
 	/* removed: free again */
 	snprintf(line, sizeof(line), "untenant %s lim", dev);
 	free(ioh_ok(&ioh, line));
