@@ -71,7 +71,10 @@ bool unix_answers(const char *path); /* something listens on this Unix socket */
 /* Start argv on core `side` (0 or 1), under `zerolink run` if zl, in a
  * process group of its own, its output in file out (NULL: discarded). */
 pid_t proc_spawn(const char *const *argv, bool zl, int side, const char *out);
-void proc_stop(pid_t pid);           /* SIGTERM to its group, SIGKILL if it lingers */
+void proc_stop(pid_t pid); /* SIGTERM to its group, SIGKILL if it lingers */
+/* zerolink-iohost started with argv, once its control socket answers (up
+ * to 5 s); 0 if it died or never answered. */
+pid_t iohost_spawn(const char *const *argv, const char *control);
 bool port_wait(int port, pid_t pid); /* until it listens on port (5 s), or it exits */
 char *slurp(const char *path);       /* a file's text, malloc'd, or NULL */
 /* The number after the last occurrence of key in the file, or NAN. */

@@ -394,17 +394,8 @@ static int start_iohost(void)
 	const char *argv[] = {prog, "--control", B.control, "--sidecores", sc, "--workers",
 			      wk,   "--device",  d0,        "--device",    d1, "--nbd",
 			      nbd,  NULL};
-	B.ioh = proc_spawn(argv, false, 0, NULL);
-	for (int i = 0; i < 500; i++) {
-		if (unix_answers(B.control))
-			return 0;
-		if (waitpid(B.ioh, NULL, WNOHANG) == B.ioh) {
-			B.ioh = 0;
-			return -1;
-		}
-		usleep(10000);
-	}
-	return -1;
+	B.ioh = iohost_spawn(argv, B.control);
+	return B.ioh ? 0 : -1;
 }
 
 /* The I/O host maps files in memory and touches their pages once, in the

@@ -223,3 +223,17 @@ bool unix_answers(const char *path)
 		close(fd);
 	return ok;
 }
+
+pid_t iohost_spawn(const char *const *argv, const char *control)
+{
+	pid_t pid = proc_spawn(argv, false, 0, NULL);
+	for (int i = 0; pid > 0 && i < 500; i++) {
+		if (unix_answers(control))
+			return pid;
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return 0;
+		usleep(10000);
+	}
+	proc_stop(pid);
+	return 0;
+}

@@ -184,17 +184,8 @@ static int start(void)
 	snprintf(d0, sizeof(d0), "%s:backend=file,path=%s,users=*", Q.dev, Q.img);
 	const char *argv[] = {prog, "--control", Q.control, "--sidecores",
 			      sc,   "--device",  d0,        NULL};
-	Q.ioh = proc_spawn(argv, false, 0, NULL);
-	for (int i = 0; i < 500; i++) {
-		if (unix_answers(Q.control))
-			return 0;
-		if (waitpid(Q.ioh, NULL, WNOHANG) == Q.ioh) {
-			Q.ioh = 0;
-			return -1;
-		}
-		usleep(10000);
-	}
-	return -1;
+	Q.ioh = iohost_spawn(argv, Q.control);
+	return Q.ioh ? 0 : -1;
 }
 
 static void stop(void)
