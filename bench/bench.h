@@ -75,6 +75,17 @@ void proc_stop(pid_t pid); /* SIGTERM to its group, SIGKILL if it lingers */
 /* zerolink-iohost started with argv, once its control socket answers (up
  * to 5 s); 0 if it died or never answered. */
 pid_t iohost_spawn(const char *const *argv, const char *control);
+
+struct zl_blk_queue;
+struct zl_blk_req;
+struct zl_blk_cpl;
+/* A closed loop on q: up to qd (at most 32) requests in flight until the
+ * clock passes end (ns), each made by next() (0, or -ENOBUFS: not now),
+ * each completion shown to done() with the time it was reaped, then
+ * released. 0, or the first error: a call's, or a request's status. */
+int blk_loop(struct zl_blk_queue *q, unsigned qd, uint64_t end,
+	     int (*next)(void *arg, struct zl_blk_req *r),
+	     void (*done)(void *arg, const struct zl_blk_cpl *c, uint64_t now), void *arg);
 bool port_wait(int port, pid_t pid); /* until it listens on port (5 s), or it exits */
 char *slurp(const char *path);       /* a file's text, malloc'd, or NULL */
 /* The number after the last occurrence of key in the file, or NAN. */

@@ -224,69 +224,47 @@ static int run_uring(const struct blk_test *t, double secs, struct blk_out *o)
 
 /* ---- zerolink block channel ---- */
 
+struct zl_run {
+	const struct blk_test *t;
+	struct zl_blk_queue *q;
+	struct offgen g;
+	struct lat l;
+	uint64_t ops;
+};
+
+static int zl_next(void *arg, struct zl_blk_req *r)
+{
+	struct zl_run *z = arg;
+	*r = (struct zl_blk_req){
+		.op = z->t->write ? ZL_BLK_OP_WRITE : ZL_BLK_OP_READ,
+		.len = z->t->bs,
+		.offset = off_next(&z->g),
+		.user_data = now_ns(),
+	};
+	return z->t->write ? zl_blk_buf_alloc(z->q, z->t->bs, &r->buf) : 0;
+}
+
+static void zl_done(void *arg, const struct zl_blk_cpl *c, uint64_t now)
+{
+	struct zl_run *z = arg;
+	if (z->t->qd == 1)
+		lat_add(&z->l, now - c->user_data);
+	z->ops++;
+}
+
 static int run_zl(struct zl_blk *dev, const struct blk_test *t, double secs, struct blk_out *o)
 {
-	struct zl_blk_queue *q = zl_blk_queue(dev, 0);
-	struct offgen g = {
-		.x = 88172645463325252ull, .blocks = B.size / t->bs, .bs = t->bs, .seq = t->seq};
-	struct lat l = {0};
-	struct zl_blk_req r[32];
-	struct zl_blk_cpl c[32];
-	uint64_t ops = 0, start = now_ns(), end = start + (uint64_t)(secs * 1e9);
-	bool stop = false;
-	unsigned inflight = 0;
-	int err = 0;
-	while (!stop || inflight) {
-		unsigned k = 0;
-		while (!stop && inflight + k < t->qd) {
-			r[k] = (struct zl_blk_req){
-				.op = t->write ? ZL_BLK_OP_WRITE : ZL_BLK_OP_READ,
-				.len = t->bs,
-				.offset = off_next(&g),
-				.user_data = now_ns(),
-			};
-			if (t->write && (err = zl_blk_buf_alloc(q, t->bs, &r[k].buf)))
-				break;
-			k++;
-		}
-		if (err && err != -ENOBUFS)
-			break;
-		err = 0;
-		unsigned sent = 0;
-		while (sent < k) {
-			int n = zl_blk_submit(q, r + sent, k - sent, 0);
-			if (n < 0) {
-				err = n;
-				break;
-			}
-			sent += (unsigned)n;
-		}
-		if (err) {
-			for (unsigned i = sent; i < k; i++)
-				if (r[i].buf.pool)
-					zl_buf_free(&r[i].buf);
-			break;
-		}
-		inflight += k;
-		int n = zl_blk_reap(q, c, 32, 0);
-		if (n < 0) {
-			err = n;
-			break;
-		}
-		uint64_t now = now_ns();
-		for (int i = 0; i < n; i++) {
-			if (c[i].status && !err)
-				err = c[i].status;
-			if (t->qd == 1)
-				lat_add(&l, now - c[i].user_data);
-			zl_blk_cpl_release(q, &c[i]);
-		}
-		inflight -= (unsigned)n;
-		ops += (unsigned)n;
-		if (now >= end || err)
-			stop = true;
-	}
-	run_done(t, ops, now_ns() - start, &l, o);
+	struct zl_run z = {
+		.t = t,
+		.q = zl_blk_queue(dev, 0),
+		.g = {.x = 88172645463325252ull,
+		      .blocks = B.size / t->bs,
+		      .bs = t->bs,
+		      .seq = t->seq},
+	};
+	uint64_t start = now_ns();
+	int err = blk_loop(z.q, t->qd, start + (uint64_t)(secs * 1e9), zl_next, zl_done, &z);
+	run_done(t, z.ops, now_ns() - start, &z.l, o);
 	return err;
 }
 

@@ -59,6 +59,29 @@ static uint64_t rnd(uint64_t *x)
 	return *x;
 }
 
+struct qos_run {
+	struct tenant_arg *a;
+	uint64_t blocks, x;
+};
+
+static int qos_next(void *arg, struct zl_blk_req *r)
+{
+	struct qos_run *z = arg;
+	*r = (struct zl_blk_req){
+		.op = ZL_BLK_OP_READ, .len = 4096, .offset = (rnd(&z->x) % z->blocks) * 4096};
+	return 0;
+}
+
+/* completions counted in the time bin they were reaped in */
+static void qos_done(void *arg, const struct zl_blk_cpl *c, uint64_t now)
+{
+	struct qos_run *z = arg;
+	(void)c;
+	uint64_t bin = (now - z->a->sh->t0) / BIN_NS;
+	if (bin < NBINS)
+		z->a->sh->bins[z->a->who][bin]++;
+}
+
 static int tenant_main(void *p)
 {
 	struct tenant_arg *a = p;
@@ -77,52 +100,11 @@ static int tenant_main(void *p)
 	struct zl_blk_info in;
 	zl_blk_info(d, &in);
 	struct zl_blk_queue *q = zl_blk_queue(d, 0);
-	int err = 0;
-	uint64_t blocks = in.size / 4096, x = 88172645463325252ull + (uint64_t)a->who;
 	while (now_ns() < a->sh->t0 + a->from)
 		usleep(100);
-	uint64_t end = a->sh->t0 + a->to;
-	struct zl_blk_req r[32];
-	struct zl_blk_cpl c[32];
-	unsigned inflight = 0;
-	bool stop = false;
-	while (!stop || inflight) {
-		unsigned k = 0;
-		while (!stop && inflight + k < a->qd) {
-			r[k] = (struct zl_blk_req){.op = ZL_BLK_OP_READ,
-						   .len = 4096,
-						   .offset = (rnd(&x) % blocks) * 4096};
-			k++;
-		}
-		for (unsigned s = 0; s < k;) {
-			int n = zl_blk_submit(q, r + s, k - s, 0);
-			if (n < 0) {
-				err = n;
-				break;
-			}
-			s += (unsigned)n;
-		}
-		if (err)
-			break;
-		inflight += k;
-		int n = zl_blk_reap(q, c, 32, 0);
-		if (n < 0) {
-			err = n;
-			break;
-		}
-		uint64_t now = now_ns();
-		for (int i = 0; i < n; i++) {
-			if (c[i].status && !err)
-				err = c[i].status;
-			zl_blk_cpl_release(q, &c[i]);
-		}
-		inflight -= (unsigned)n;
-		uint64_t bin = (now - a->sh->t0) / BIN_NS;
-		if (bin < NBINS)
-			a->sh->bins[a->who][bin] += (unsigned)n;
-		if (now >= end || err)
-			stop = true;
-	}
+	struct qos_run z = {
+		.a = a, .blocks = in.size / 4096, .x = 88172645463325252ull + (uint64_t)a->who};
+	int err = blk_loop(q, a->qd, a->sh->t0 + a->to, qos_next, qos_done, &z);
 	a->sh->err[a->who] = err;
 	zl_blk_close(d);
 	zl_ctx_close(ctx);

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zerolink/blk.h>
+
 #include "bench.h"
 
 struct bench_opts bo;
@@ -226,4 +228,61 @@ void progress(const char *fmt, ...)
 	fprintf(stderr, "\r\033[K  ");
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
+}
+
+int blk_loop(struct zl_blk_queue *q, unsigned qd, uint64_t end,
+	     int (*next)(void *arg, struct zl_blk_req *r),
+	     void (*done)(void *arg, const struct zl_blk_cpl *c, uint64_t now), void *arg)
+{
+	struct zl_blk_req r[32];
+	struct zl_blk_cpl c[32];
+	unsigned inflight = 0;
+	bool stop = false;
+	int err = 0;
+	if (qd > 32)
+		qd = 32;
+	while (!stop || inflight) {
+		unsigned k = 0;
+		while (!stop && inflight + k < qd) {
+			r[k] = (struct zl_blk_req){0};
+			if ((err = next(arg, &r[k])))
+				break;
+			k++;
+		}
+		if (err && err != -ENOBUFS)
+			break;
+		err = 0;
+		unsigned sent = 0;
+		while (sent < k) {
+			int n = zl_blk_submit(q, r + sent, k - sent, 0);
+			if (n < 0) {
+				err = n;
+				break;
+			}
+			sent += (unsigned)n;
+		}
+		if (err) {
+			for (unsigned i = sent; i < k; i++)
+				if (r[i].buf.pool)
+					zl_buf_free(&r[i].buf);
+			break;
+		}
+		inflight += k;
+		int n = zl_blk_reap(q, c, 32, 0);
+		if (n < 0) {
+			err = n;
+			break;
+		}
+		uint64_t now = now_ns();
+		for (int i = 0; i < n; i++) {
+			if (c[i].status && !err)
+				err = c[i].status;
+			done(arg, &c[i], now);
+			zl_blk_cpl_release(q, &c[i]);
+		}
+		inflight -= (unsigned)n;
+		if (now >= end || err)
+			stop = true;
+	}
+	return err;
 }

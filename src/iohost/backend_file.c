@@ -37,18 +37,20 @@ static int file_rw(struct device *d, uint8_t op, uint64_t off, const struct iove
  * order, and marks each chunk that is data throughout as usable through
  * the mapping. Holes are left alone (touching them would allocate them).
  * At low priority, once, when the device is added. */
+static int touch_chunk(void *arg)
+{
+	volatile const char *p = arg;
+	for (uint64_t i = 0; i < (1ull << MEM_CHUNK_SHIFT); i += 4096)
+		(void)p[i];
+	return 0;
+}
+
 static void *warm_main(void *arg)
 {
 	struct device *d = arg;
 	pthread_setname_np(pthread_self(), "zl-warm");
 	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
 	const uint64_t chunk = 1ull << MEM_CHUNK_SHIFT;
-	sigjmp_buf env;
-	if (sigsetjmp(env, 0)) { /* the file shrank: what is left stays unmarked */
-		__atomic_store_n(&d->warm_done, true, __ATOMIC_RELAXED);
-		return NULL;
-	}
-	ioh_bus_env = &env;
 	uint64_t off = 0;
 	while (off < d->size && !__atomic_load_n(&d->warm_stop, __ATOMIC_RELAXED)) {
 		off_t a = lseek(d->fd, (off_t)off, SEEK_DATA);
@@ -62,16 +64,16 @@ static void *warm_main(void *arg)
 		uint64_t c1 = (uint64_t)b >> MEM_CHUNK_SHIFT;
 		for (uint64_t c = c0; c < c1 && !__atomic_load_n(&d->warm_stop, __ATOMIC_RELAXED);
 		     c++) {
-			volatile const char *p = d->mem + (c << MEM_CHUNK_SHIFT);
-			for (uint64_t i = 0; i < chunk; i += 4096)
-				(void)p[i];
+			uint64_t at = c << MEM_CHUNK_SHIFT;
+			if (dev_mem_call(d, false, at, (uint32_t)chunk, touch_chunk, d->mem + at))
+				goto done; /* the file shrank: the rest stays unmarked */
 			__atomic_fetch_or(&d->mem_ok[c >> 3], (uint8_t)(1u << (c & 7)),
 					  __ATOMIC_RELAXED);
 			__atomic_fetch_add(&d->mem_warm_bytes, chunk, __ATOMIC_RELAXED);
 		}
 		off = (uint64_t)b;
 	}
-	ioh_bus_env = NULL;
+done:
 	__atomic_store_n(&d->warm_done, true, __ATOMIC_RELAXED);
 	return NULL;
 }
@@ -302,18 +304,28 @@ static int file_rw(struct device *d, uint8_t op, uint64_t off, const struct iove
 	return 0;
 }
 
+struct mem_op {
+	struct device *d;
+	uint8_t op;
+	uint64_t off;
+	const struct iovec *iov;
+	unsigned n;
+};
+
+static int mem_op_run(void *arg)
+{
+	struct mem_op *m = arg;
+	mem_copy(m->d->mem + m->off, m->op, m->iov, m->n);
+	return 0;
+}
+
 /* A read or write as a copy from or to the file's mapping (a file in
  * memory): no system call. */
 static int mem_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec *iov, unsigned n,
 		  uint32_t len)
 {
-	sigjmp_buf env;
-	if (sigsetjmp(env, 0)) /* a full tmpfs, or a file cut short */
-		return dev_bus_error(d, op == ZL_BLK_OP_WRITE, off, len);
-	ioh_bus_env = &env;
-	mem_copy(d->mem + off, op, iov, n);
-	ioh_bus_env = NULL;
-	return 0;
+	struct mem_op m = {d, op, off, iov, n};
+	return dev_mem_call(d, op == ZL_BLK_OP_WRITE, off, len, mem_op_run, &m);
 }
 
 /* r, done by the sidecore with plain system calls (inline devices). */

@@ -162,11 +162,27 @@ int32_t dev_status(int err)
 	}
 }
 
-int dev_bus_error(struct device *d, bool write, uint64_t off, uint32_t len)
+/* What a SIGBUS on d's mapping at [off, off+len) meant: the file no
+ * longer reaches there (EIO), or, for a write, a full tmpfs (ENOSPC). */
+static int bus_error(struct device *d, bool write, uint64_t off, uint32_t len)
 {
 	struct stat st;
 	bool short_file = fstat(d->fd, &st) < 0 || (uint64_t)st.st_size < off + len;
 	return write && !short_file ? -ENOSPC : -EIO;
+}
+
+int dev_mem_call(struct device *d, bool write, uint64_t off, uint32_t len, int (*fn)(void *),
+		 void *arg)
+{
+	if (!d->mem_file) /* the RAM disk: nothing can pull it away */
+		return fn(arg);
+	sigjmp_buf env;
+	if (sigsetjmp(env, 0))
+		return bus_error(d, write, off, len);
+	ioh_bus_env = &env;
+	int r = fn(arg);
+	ioh_bus_env = NULL;
+	return r;
 }
 
 void mem_copy(char *mem, uint8_t op, const struct iovec *iov, unsigned n)

@@ -164,9 +164,11 @@ struct backend_ops {
 /* A request's status for a backend's -errno (ENOSPC, EROFS, ...; EIO
  * for the rest). */
 int32_t dev_status(int err);
-/* What a SIGBUS on d's mapping at [off, off+len) means: -EIO (the file
- * no longer reaches there), or -ENOSPC for a write (a full tmpfs). */
-int dev_bus_error(struct device *d, bool write, uint64_t off, uint32_t len);
+/* fn(arg), which reaches [off, off+len) of d through d->mem: for a file,
+ * with SIGBUS caught (the file cut short under the mapping: -EIO; a write
+ * fault on a full tmpfs: -ENOSPC). fn's result otherwise. */
+int dev_mem_call(struct device *d, bool write, uint64_t off, uint32_t len, int (*fn)(void *),
+		 void *arg);
 
 /* A read (op READ) from the device bytes at mem into the segments, or a
  * write of them there. */

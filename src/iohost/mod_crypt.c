@@ -29,8 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -210,28 +208,37 @@ static bool crypt_range(struct crypt *c, EVP_CIPHER_CTX *x, const struct iovec *
 	return true;
 }
 
+struct part_mem {
+	struct crypt *c;
+	EVP_CIPHER_CTX *x;
+	const struct iovec *v;
+	int mode;
+	unsigned char *m;
+	uint64_t unit_no;
+	uint32_t len;
+};
+
+static int part_mem_run(void *arg)
+{
+	struct part_mem *p = arg;
+	return crypt_range(p->c, p->x, p->v, p->mode, p->m, p->unit_no, p->len) ? 0 : -EBADMSG;
+}
+
 /* A part's transform straight between the client's buffer and the
- * device's mapped bytes; for a file, guarded against SIGBUS (the file
- * shrank under the mapping, or a tmpfs full on a write fault). */
+ * device's mapped bytes (a file in memory has no durability to ask for:
+ * FUA needs nothing more). */
 static int part_mem(struct crypt *c, EVP_CIPHER_CTX *x, struct ioreq *r, const struct iovec *v,
 		    uint64_t unit_no, uint64_t off, uint32_t len)
 {
-	struct device *d = r->dev;
-	unsigned char *m = (unsigned char *)d->mem + off;
 	bool write = r->op == ZL_BLK_OP_WRITE;
-	sigjmp_buf env;
-	if (d->mem_file) {
-		if (sigsetjmp(env, 0)) /* a full tmpfs, or a file cut short */
-			return dev_bus_error(d, write, off, len);
-		ioh_bus_env = &env;
-	}
-	bool ok = crypt_range(c, x, v, write ? IOV_TO_FLAT : FLAT_TO_IOV, m, unit_no, len);
-	ioh_bus_env = NULL;
-	if (ok && write && (r->flags & ZL_BLK_F_FUA) && d->mem_file &&
-	    msync((void *)((uintptr_t)m & ~(uintptr_t)4095), len + ((uintptr_t)m & 4095), MS_SYNC) <
-		    0)
-		return -errno;
-	return ok ? 0 : -EBADMSG;
+	struct part_mem p = {.c = c,
+			     .x = x,
+			     .v = v,
+			     .mode = write ? IOV_TO_FLAT : FLAT_TO_IOV,
+			     .m = (unsigned char *)r->dev->mem + off,
+			     .unit_no = unit_no,
+			     .len = len};
+	return dev_mem_call(r->dev, write, off, len, part_mem_run, &p);
 }
 
 /* One request's work, cut into parts of CRYPT_PART bytes. */

@@ -43,7 +43,7 @@
 #define QOS_BURST_S 0.002 /* a bucket holds 2 ms of its rate */
 /* a limit's bucket 5 ms: a tenant whose sidecore or client lost its core
  * for a scheduler slice (a few ms on a busy machine) may catch up */
-#define QOS_LIMIT_BURST 2.5
+#define QOS_LIMIT_BURST_S 0.005
 #define QOS_CUT 0.85
 #define QOS_GROW_HELD 1.05
 #define QOS_GROW_FREE 1.2
@@ -110,9 +110,9 @@ static struct qos_tenant *tenant_of(struct qos *q, uint32_t uid)
 	return t;
 }
 
-static double burst(double rate)
+static double burst(double rate, double secs)
 {
-	double b = rate * QOS_BURST_S;
+	double b = rate * secs;
 	return b < 1 ? 1 : b;
 }
 
@@ -124,20 +124,20 @@ static void refill(struct qos *q, struct qos_tenant *t, uint64_t now)
 	t->last_ns = now;
 	if (t->c.reserve) {
 		t->tok_r += (double)t->c.reserve * dt;
-		if (t->tok_r > burst((double)t->c.reserve))
-			t->tok_r = burst((double)t->c.reserve);
+		if (t->tok_r > burst((double)t->c.reserve, QOS_BURST_S))
+			t->tok_r = burst((double)t->c.reserve, QOS_BURST_S);
 	}
 	if (t->c.limit) {
 		t->tok_l += (double)t->c.limit * dt;
-		if (t->tok_l > QOS_LIMIT_BURST * burst((double)t->c.limit))
-			t->tok_l = QOS_LIMIT_BURST * burst((double)t->c.limit);
+		if (t->tok_l > burst((double)t->c.limit, QOS_LIMIT_BURST_S))
+			t->tok_l = burst((double)t->c.limit, QOS_LIMIT_BURST_S);
 	}
 	if (q->spare >= 0) {
 		double w = (double)t->c.weight, sw = q->sumw > w ? q->sumw : w;
 		double share = q->spare * w / sw;
 		t->tok_s += share * dt;
-		if (t->tok_s > burst(share))
-			t->tok_s = burst(share);
+		if (t->tok_s > burst(share, QOS_BURST_S))
+			t->tok_s = burst(share, QOS_BURST_S);
 	}
 }
 

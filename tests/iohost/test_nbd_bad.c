@@ -154,6 +154,26 @@ static void req(int fd, uint16_t flags, uint16_t type, uint64_t handle, uint64_t
 }
 
 /* A simple reply: its error; the data (len bytes) into buf when 0. */
+static int reply(int fd, uint64_t handle, void *buf, uint32_t len);
+
+/* len bytes of byte written at off (write flags wflags, handle h), then
+ * read back (handle h + 1) and checked at both ends. */
+static void write_read(int fd, uint16_t wflags, uint64_t h, uint64_t off, uint32_t len,
+		       unsigned char byte)
+{
+	static char b[1 << 16];
+	CHECK(len <= sizeof(b));
+	memset(b, byte, len);
+	req(fd, wflags, 1, h, off, len);
+	wr(fd, b, len);
+	CHECK_EQ(reply(fd, h, NULL, 0), 0);
+	memset(b, 0, len);
+	req(fd, 0, 0, h + 1, off, len);
+	CHECK_EQ(reply(fd, h + 1, b, len), 0);
+	CHECK_EQ((unsigned char)b[0], byte);
+	CHECK_EQ((unsigned char)b[len - 1], byte);
+}
+
 static int reply(int fd, uint64_t handle, void *buf, uint32_t len)
 {
 	unsigned char r[16];
@@ -217,16 +237,8 @@ static void transmission(int good)
 	CHECK_EQ(go(fd, ioh_dev("n0")), 64ll << 20);
 	static char buf[2 << 20];
 	const uint64_t size = 64ull << 20;
-	memset(buf, 0x3c, 8192);
-	/* a write and its read */
-	req(fd, 1, 1, 1, 8192, 8192);
-	wr(fd, buf, 8192);
-	CHECK_EQ(reply(fd, 1, NULL, 0), 0);
-	memset(buf, 0, 8192);
-	req(fd, 0, 0, 2, 8192, 8192);
-	CHECK_EQ(reply(fd, 2, buf, 8192), 0);
-	CHECK_EQ(buf[0], 0x3c);
-	CHECK_EQ(buf[8191], 0x3c);
+	/* a write (FUA) and its read */
+	write_read(fd, 1, 1, 8192, 8192, 0x3c);
 	/* beyond the end: EINVAL to read, ENOSPC to write */
 	req(fd, 0, 0, 3, size, 4096);
 	CHECK_EQ(reply(fd, 3, NULL, 0), 22);
@@ -283,15 +295,7 @@ static void transmission(int good)
 	wr(fd, buf, 4096);
 	close(fd);
 	/* the connection made before all this works on */
-	memset(buf, 0x77, 4096);
-	req(good, 0, 1, 50, 0, 4096);
-	wr(good, buf, 4096);
-	CHECK_EQ(reply(good, 50, NULL, 0), 0);
-	memset(buf, 0, 4096);
-	req(good, 0, 0, 51, 0, 4096);
-	CHECK_EQ(reply(good, 51, buf, 4096), 0);
-	CHECK_EQ(buf[0], 0x77);
-	CHECK_EQ(buf[4095], 0x77);
+	write_read(good, 0, 50, 0, 4096, 0x77);
 }
 
 static void structured(void)
