@@ -127,6 +127,11 @@ void dev_dispatch(struct sidecore *sc, struct ioreq *r)
 		unsigned i = r->mods_run;
 		r->mod_priv[i] = NULL;
 		int32_t st = d->mods[i]->submit(d->mod_state[i], r, &r->mod_priv[i]);
+		if (st == MOD_ASYNC) {
+			/* the module completes r when its job is done */
+			r->mods_run = (uint8_t)(i + 1);
+			return;
+		}
 		if (st == MOD_DONE) {
 			/* the module did the I/O (r->status); it is the last */
 			r->mods_run = (uint8_t)(i + 1);

@@ -206,6 +206,9 @@ struct mod_ops {
 };
 
 #define MOD_DONE (-1)
+/* submit's other answer when last: the module started the I/O on the
+ * workers (sc_job_start) and completes r when it is done. */
+#define MOD_ASYNC (-2)
 
 extern const struct mod_ops mod_crypt, mod_crc32c, mod_meter, mod_ro;
 const struct mod_ops *mod_find(const char *name);
@@ -351,6 +354,17 @@ struct sc_cmd {
 	struct sc_cmd *next;
 };
 
+/* A job shared with the workers (workers.c). */
+struct wjob {
+	void (*fn)(void *arg, unsigned part);
+	void *arg;
+	unsigned nparts;
+	unsigned next; /* atomic: the next part to take */
+	unsigned done; /* atomic: parts finished */
+	bool listed;   /* under the workers' lock */
+	struct wjob *prev, *nextj;
+};
+
 struct sidecore {
 	unsigned idx;
 	int cpu;
@@ -367,7 +381,8 @@ struct sidecore {
 	struct fe **fes; /* the front-end endpoints it serves */
 	unsigned nq, capq;
 	struct ioreq *done_head, *done_tail;
-	struct ioreq *wait_head, *wait_tail; /* held back by QoS, in order */
+	struct sc_job *jobs_head, *jobs_tail; /* running on the workers, in order */
+	struct ioreq *wait_head, *wait_tail;  /* held back by QoS, in order */
 	uint32_t idle_ns;
 	/* seen by the control thread (atomic) */
 	uint64_t busy_ns, total_ns;
@@ -383,6 +398,17 @@ void sc_stop(struct sidecore *sc);
 void sc_post(struct sidecore *sc, enum sc_cmd_kind kind, struct fe *f);
 /* A request finished on sc (sidecore thread). */
 void sc_complete(struct sidecore *sc, struct ioreq *r);
+/* A request's work left running on the workers (a module's submit that
+ * returned MOD_ASYNC): the sidecore takes parts of it too, between its
+ * other duties, and when every part is done calls fin, which sets
+ * r->status and may free the job, then completes r. */
+struct sc_job {
+	struct wjob w;
+	struct ioreq *r;
+	void (*fin)(struct sc_job *j);
+	struct sc_job *next;
+};
+void sc_job_start(struct sidecore *sc, struct sc_job *j);
 /* An io_uring entry for the sidecore's ring, submitting if it is full. */
 struct io_uring_sqe *sc_sqe(struct sidecore *sc);
 
@@ -489,5 +515,17 @@ void workers_stats(uint64_t *jobs, uint64_t *parts);
 /* fn(arg, 0..nparts-1), parts shared between the caller and idle
  * workers; returns when all are done. */
 void workers_run(void (*fn)(void *arg, unsigned part), void *arg, unsigned nparts);
+
+/* The same, without waiting: a job (struct wjob, above) the caller fills
+ * in (fn, arg, nparts) and posts; its parts are run by workers and by
+ * whoever calls workers_help(). With no workers, or one part,
+ * workers_post() runs them all itself. The job must stay put until
+ * workers_done() says true. */
+void workers_post(struct wjob *j);
+/* Run parts of posted jobs (anyone's) on this thread while there are
+ * parts left to take; how many it ran. */
+unsigned workers_help(void);
+/* Every part of j finished, and their writes are seen by the caller. */
+bool workers_done(struct wjob *j);
 
 #endif

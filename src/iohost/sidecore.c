@@ -47,6 +47,41 @@ void sc_complete(struct sidecore *sc, struct ioreq *r)
 	sc->done_tail = r;
 }
 
+void sc_job_start(struct sidecore *sc, struct sc_job *j)
+{
+	j->next = NULL;
+	if (sc->jobs_tail)
+		sc->jobs_tail->next = j;
+	else
+		sc->jobs_head = j;
+	sc->jobs_tail = j;
+	workers_post(&j->w);
+}
+
+/* Help with the workers' parts, then complete the jobs that are done. */
+static unsigned sc_jobs(struct sidecore *sc)
+{
+	workers_help();
+	unsigned n = 0;
+	struct sc_job **pp = &sc->jobs_head, *prev = NULL;
+	while (*pp) {
+		struct sc_job *j = *pp;
+		if (!workers_done(&j->w)) {
+			prev = j;
+			pp = &j->next;
+			continue;
+		}
+		*pp = j->next;
+		if (sc->jobs_tail == j)
+			sc->jobs_tail = prev;
+		struct ioreq *r = j->r;
+		j->fin(j);
+		sc_complete(sc, r);
+		n++;
+	}
+	return n;
+}
+
 struct io_uring_sqe *sc_sqe(struct sidecore *sc)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&sc->ring);
@@ -203,7 +238,7 @@ static void sc_sleep(struct sidecore *sc)
 		if (sc->fes[i]->ops->arm(sc->fes[i]))
 			work = true;
 	if (!work && !zl_read_once(&sc->inbox) && !io_uring_cq_ready(&sc->ring) && !sc->done_head &&
-	    !sc->wait_head) {
+	    !sc->wait_head && !sc->jobs_head) {
 		struct epoll_event ev[16];
 		__atomic_fetch_add(&sc->sleeps, 1, __ATOMIC_RELAXED);
 		int n = epoll_wait(sc->ep, ev, 16, -1);
@@ -262,6 +297,8 @@ static void *sc_main(void *arg)
 		}
 		if (sc->uring_inflight)
 			work += sc_reap(sc);
+		if (sc->jobs_head)
+			work += sc_jobs(sc);
 		work += sc_finish(sc);
 		uint64_t t1 = ioh_now_ns();
 		__atomic_fetch_add(&sc->total_ns, t1 - t0, __ATOMIC_RELAXED);
@@ -269,6 +306,9 @@ static void *sc_main(void *arg)
 			__atomic_fetch_add(&sc->busy_ns, t1 - t0, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&sc->reqs, work, __ATOMIC_RELAXED);
 			idle_since = t1;
+		} else if (sc->jobs_head) {
+			/* the workers are finishing their last parts */
+			zl_cpu_relax();
 		} else if (sc->uring_inflight && (sc->wait_head || t1 - idle_since < sc->idle_ns)) {
 			/* the kernel's io_uring workers may be doing that I/O on
 			 * this core: give them the core rather than spin */

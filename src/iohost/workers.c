@@ -55,36 +55,26 @@ void ioh_bus_guard_install(void)
 	sigaction(SIGBUS, &sa, NULL);
 }
 
-struct job {
-	void (*fn)(void *arg, unsigned part);
-	void *arg;
-	unsigned nparts;
-	unsigned next; /* atomic: the next part to take */
-	unsigned done; /* atomic: parts finished */
-	bool listed;   /* under W.lock */
-	struct job *prev, *nextj;
-};
-
 static struct {
 	pthread_mutex_t lock;
-	struct job *head, *tail; /* jobs with parts maybe not taken yet */
-	uint32_t seq;            /* atomic, a futex: bumped for every job */
-	uint32_t sleepers;       /* atomic */
-	bool stop;               /* atomic */
+	struct wjob *head, *tail; /* jobs with parts maybe not taken yet */
+	uint32_t seq;             /* atomic, a futex: bumped for every job */
+	uint32_t sleepers;        /* atomic */
+	bool stop;                /* atomic */
 	pthread_t th[IOH_MAX_WORKERS];
 	int cpus[IOH_MAX_WORKERS];
 	unsigned n;
 	uint64_t jobs, parts_by_workers; /* atomic */
 } W = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static void unlink_job(struct job *j)
+static void unlink_job(struct wjob *j)
 {
 	if (!j->listed)
 		return;
 	if (j->prev)
 		j->prev->nextj = j->nextj;
 	else
-		W.head = j->nextj;
+		__atomic_store_n(&W.head, j->nextj, __ATOMIC_RELAXED); /* workers_help peeks */
 	if (j->nextj)
 		j->nextj->prev = j->prev;
 	else
@@ -95,10 +85,10 @@ static void unlink_job(struct job *j)
 /* A part of some job, or NULL. Taken under the lock, so that the job is
  * still listed (alive) when its counter is bumped; its owner waits for
  * every part handed out this way. */
-static struct job *take(unsigned *part)
+static struct wjob *take(unsigned *part)
 {
 	pthread_mutex_lock(&W.lock);
-	struct job *j;
+	struct wjob *j;
 	while ((j = W.head)) {
 		*part = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
 		if (*part < j->nparts)
@@ -135,7 +125,7 @@ static void *worker_main(void *arg)
 	for (;;) {
 		uint32_t seen = __atomic_load_n(&W.seq, __ATOMIC_ACQUIRE);
 		unsigned part;
-		struct job *j = take(&part);
+		struct wjob *j = take(&part);
 		if (j) {
 			j->fn(j->arg, part);
 			__atomic_fetch_add(&W.parts_by_workers, 1, __ATOMIC_RELAXED);
@@ -195,39 +185,73 @@ void workers_stats(uint64_t *jobs, uint64_t *parts)
 	*parts = __atomic_load_n(&W.parts_by_workers, __ATOMIC_RELAXED);
 }
 
-void workers_run(void (*fn)(void *arg, unsigned part), void *arg, unsigned nparts)
+void workers_post(struct wjob *j)
 {
-	if (W.n == 0 || nparts < 2) {
-		for (unsigned i = 0; i < nparts; i++)
-			fn(arg, i);
+	j->next = j->done = 0;
+	j->listed = false;
+	if (W.n == 0 || j->nparts < 2) {
+		for (unsigned i = 0; i < j->nparts; i++)
+			j->fn(j->arg, i);
+		j->next = j->done = j->nparts;
 		return;
 	}
-	struct job j = {.fn = fn, .arg = arg, .nparts = nparts};
 	pthread_mutex_lock(&W.lock);
-	j.listed = true;
-	j.prev = W.tail;
+	j->listed = true;
+	j->nextj = NULL;
+	j->prev = W.tail;
 	if (W.tail)
-		W.tail->nextj = &j;
+		W.tail->nextj = j;
 	else
-		W.head = &j;
-	W.tail = &j;
+		__atomic_store_n(&W.head, j, __ATOMIC_RELAXED);
+	W.tail = j;
 	pthread_mutex_unlock(&W.lock);
 	__atomic_fetch_add(&W.jobs, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&W.seq, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&W.sleepers, __ATOMIC_SEQ_CST))
-		futex_wake(&W.seq, (int)(nparts - 1 < W.n ? nparts - 1 : W.n));
-	unsigned mine = 0;
+		futex_wake(&W.seq, (int)(j->nparts - 1 < W.n ? j->nparts - 1 : W.n));
+}
+
+/* Part p of j, on the calling thread. */
+static void run_part(struct wjob *j, unsigned p)
+{
+	j->fn(j->arg, p);
+	/* A_rel: pairs with workers_done's acquire */
+	__atomic_fetch_add(&j->done, 1, __ATOMIC_RELEASE);
+}
+
+unsigned workers_help(void)
+{
+	unsigned n = 0, part;
+	if (!__atomic_load_n(&W.head, __ATOMIC_RELAXED)) /* a hint; take() decides */
+		return 0;
+	for (struct wjob *j; (j = take(&part)); n++)
+		run_part(j, part);
+	return n;
+}
+
+bool workers_done(struct wjob *j)
+{
+	/* A_acq: every part's writes, by whichever thread, are seen */
+	if (__atomic_load_n(&j->done, __ATOMIC_ACQUIRE) < j->nparts)
+		return false;
+	if (W.n) { /* still listed when its last parts were not taken by take() */
+		pthread_mutex_lock(&W.lock);
+		unlink_job(j);
+		pthread_mutex_unlock(&W.lock);
+	}
+	return true;
+}
+
+void workers_run(void (*fn)(void *arg, unsigned part), void *arg, unsigned nparts)
+{
+	struct wjob j = {.fn = fn, .arg = arg, .nparts = nparts};
+	workers_post(&j);
 	for (;;) {
 		unsigned p = __atomic_fetch_add(&j.next, 1, __ATOMIC_RELAXED);
 		if (p >= nparts)
 			break;
-		fn(arg, p);
-		mine++;
+		run_part(&j, p);
 	}
-	pthread_mutex_lock(&W.lock);
-	unlink_job(&j);
-	pthread_mutex_unlock(&W.lock);
-	/* A_acq: pairs with the workers' release of done */
-	while (__atomic_load_n(&j.done, __ATOMIC_ACQUIRE) + mine < nparts)
+	while (!workers_done(&j))
 		zl_cpu_relax();
 }

@@ -13,7 +13,7 @@
  * crypt runs three ways, all checked alike: on a disk file through the
  * backend, and on a file in memory (/dev/shm) and a RAM disk, where it
  * transforms between the client's buffer and the mapped bytes itself, its
- * 64 KiB parts shared with two workers. A plain device on a file in memory
+ * 128 KiB parts shared with two workers. A plain device on a file in memory
  * is copied to and from its warm mapping; a discard's holes read as zeroes.
  * A file in memory cut short under its mapping fails the requests it no
  * longer covers (SIGBUS caught), and the I/O host goes on.
