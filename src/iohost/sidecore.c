@@ -229,10 +229,20 @@ static unsigned sc_retry(struct sidecore *sc)
 	return n;
 }
 
+/* How long a sleeper with I/O in the kernel waits before it looks at the
+ * ring anyway (ms): a bound on the cost of a lost wake-up, not a poll. */
+#define SC_INFLIGHT_SLEEP_MS 10
+
 /* Arm everything and sleep until an event. */
 static void sc_sleep(struct sidecore *sc)
 {
 	zl_write_once(&sc->sleeping, 1);
+	/* completions signal the ring's eventfd only while we sleep: the
+	 * flag is stored before the ring's tail is read below, and the kernel
+	 * reads it after posting a completion; should the two still cross,
+	 * the bounded sleep finds the completion */
+	io_uring_cq_eventfd_toggle(&sc->ring, true);
+	zl_fence();
 	bool work = false;
 	for (unsigned i = 0; i < sc->nq && !work; i++)
 		if (sc->fes[i]->ops->arm(sc->fes[i]))
@@ -241,12 +251,12 @@ static void sc_sleep(struct sidecore *sc)
 	    !sc->wait_head && !sc->jobs_head) {
 		struct epoll_event ev[16];
 		__atomic_fetch_add(&sc->sleeps, 1, __ATOMIC_RELAXED);
-		int n = epoll_wait(sc->ep, ev, 16, -1);
+		int n = epoll_wait(sc->ep, ev, 16, sc->uring_inflight ? SC_INFLIGHT_SLEEP_MS : -1);
 		(void)n;
 		drain_efd(sc->inbox_efd);
-		if (sc->ring_efd >= 0)
-			drain_efd(sc->ring_efd);
+		drain_efd(sc->ring_efd);
 	}
+	io_uring_cq_eventfd_toggle(&sc->ring, false);
 	zl_write_once(&sc->sleeping, 0);
 }
 
@@ -341,9 +351,12 @@ int sc_start(struct sidecore *sc, unsigned idx, int cpu, uint32_t idle_us)
 	sc->ring_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (sc->ep < 0 || sc->inbox_efd < 0 || sc->ring_efd < 0)
 		return -errno;
-	/* completions that happen during io_uring_enter are reaped right
-	 * after it; only those that come later need to wake a sleeper */
-	if ((r = io_uring_register_eventfd_async(&sc->ring, sc->ring_efd)) < 0)
+	/* every completion may wake a sleeper (the _async registration
+	 * signals only those done by io_uring's worker threads: a disk's
+	 * O_DIRECT reads, completed from its interrupt, never woke it); off
+	 * while the sidecore polls, see sc_sleep */
+	if ((r = io_uring_register_eventfd(&sc->ring, sc->ring_efd)) < 0 ||
+	    (r = io_uring_cq_eventfd_toggle(&sc->ring, false)) < 0)
 		return r;
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
 	epoll_ctl(sc->ep, EPOLL_CTL_ADD, sc->inbox_efd, &ev);
