@@ -352,8 +352,8 @@ int chart_qos(const char *png)
 	fprintf(f,
 		"set terminal pngcairo size 1000,450 font 'sans,10'\n"
 		"set output '%s'\n"
-		"set title 'QoS: tenant gold (queue depth 4) reserved %.0f kIOPS; tenant bulk "
-		"(depth 32) floods from %.1f s to %.1f s; a file on disk, O_DIRECT'\n"
+		"set title 'QoS: tenant gold (queue depth 4) reserved %.1f kIOPS; tenant bulk "
+		"(depth 32) floods from %.1f s to %.1f s; a file on disk, O_DIRECT' noenhanced\n"
 		"set xlabel 'time (s)'\nset ylabel 'kIOPS (4 KiB random reads, 50 ms bins)'\n"
 		"set grid\nset key outside right\nset yrange [0:*]\n"
 		"plot '%s' using 1:4 with lines lw 2 lc rgb '#1f77b4' title 'gold, QoS', "
