@@ -324,7 +324,9 @@ static void *sc_main(void *arg)
 			 * this core: give them the core rather than spin */
 			sched_yield();
 		} else if (sc->wait_head) {
-			/* requests wait for QoS tokens, which come with time */
+			/* requests wait for QoS tokens, which come with time:
+			 * a client sharing this core may use it meanwhile */
+			sched_yield();
 		} else if (t1 - idle_since >= sc->idle_ns && run) {
 			sc_sleep(sc);
 			idle_since = ioh_now_ns();
