@@ -356,10 +356,11 @@ int sc_start(struct sidecore *sc, unsigned idx, int cpu, uint32_t idle_us)
 	/* every completion may wake a sleeper (the _async registration
 	 * signals only those done by io_uring's worker threads: a disk's
 	 * O_DIRECT reads, completed from its interrupt, never woke it); off
-	 * while the sidecore polls, see sc_sleep */
-	if ((r = io_uring_register_eventfd(&sc->ring, sc->ring_efd)) < 0 ||
-	    (r = io_uring_cq_eventfd_toggle(&sc->ring, false)) < 0)
+	 * while the sidecore polls, see sc_sleep (a kernel without the
+	 * ring's flags field leaves it on: more signals, same result) */
+	if ((r = io_uring_register_eventfd(&sc->ring, sc->ring_efd)) < 0)
 		return r;
+	(void)io_uring_cq_eventfd_toggle(&sc->ring, false);
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
 	epoll_ctl(sc->ep, EPOLL_CTL_ADD, sc->inbox_efd, &ev);
 	epoll_ctl(sc->ep, EPOLL_CTL_ADD, sc->ring_efd, &ev);
