@@ -50,7 +50,6 @@
  * Each data unit needs its own tweak: set through EVP_CipherInit_ex2,
  * which looks parameters up by name on every call, that costs a tenth of
  * the cipher's time at 4 KiB units; the provider's own init only sets it.
- * When the provider does not offer what is needed, EVP is used.
  */
 struct xts_impl {
 	EVP_CIPHER *cipher; /* keeps the provider's implementation alive */
@@ -62,19 +61,18 @@ struct xts_impl {
 	OSSL_FUNC_cipher_update_fn *update;
 };
 
-/* A thread's context for one direction: the provider's, or EVP's. */
+/* A thread's context for one direction. */
 struct xctx {
-	void *alg;
-	EVP_CIPHER_CTX *evp;
+	void *alg; /* the provider's */
 	const struct xts_impl *impl;
 	bool enc;
 };
 
 struct crypt {
 	unsigned char key[64];
-	struct xts_impl impl; /* impl.update is NULL: through EVP */
-	uint32_t unit;        /* bytes per data unit: the device's block size */
-	bool fused;           /* the parts do the device's I/O themselves */
+	struct xts_impl impl;
+	uint32_t unit; /* bytes per data unit: the device's block size */
+	bool fused;    /* the parts do the device's I/O themselves */
 	/* per thread slot (sidecores, workers): a context for each
 	 * direction, and a part's buffer for fused writes, made when first
 	 * used; a slot is only ever used by its own thread */
@@ -83,9 +81,9 @@ struct crypt {
 	uint64_t bytes_enc, bytes_dec, failures; /* atomic */
 };
 
-/* Fill in x from the provider that serves AES-256-XTS, or leave
- * x->update NULL. */
-static void impl_find(struct xts_impl *x)
+/* Fill in x from the provider that serves AES-256-XTS; false if none
+ * does (x is then cleared). */
+static bool impl_find(struct xts_impl *x)
 {
 	memset(x, 0, sizeof(*x));
 	x->cipher = EVP_CIPHER_fetch(NULL, "AES-256-XTS", NULL);
@@ -122,8 +120,11 @@ static void impl_find(struct xts_impl *x)
 	if (all)
 		OSSL_PROVIDER_unquery_operation(p, OSSL_OP_CIPHER, all);
 	x->provctx = p ? OSSL_PROVIDER_get0_provider_ctx(p) : NULL;
-	if (!x->newctx || !x->freectx || !x->einit || !x->dinit || !x->update)
-		x->update = NULL;
+	if (x->newctx && x->freectx && x->einit && x->dinit && x->update)
+		return true;
+	EVP_CIPHER_free(x->cipher);
+	memset(x, 0, sizeof(*x));
+	return false;
 }
 
 static void xctx_free(struct xctx *x)
@@ -132,7 +133,6 @@ static void xctx_free(struct xctx *x)
 		return;
 	if (x->alg)
 		x->impl->freectx(x->alg);
-	EVP_CIPHER_CTX_free(x->evp);
 	free(x);
 }
 
@@ -177,8 +177,15 @@ static int crypt_open(struct device *d, void **state, char *err, size_t errlen)
 		free(c);
 		return -EINVAL;
 	}
+	if (!impl_find(&c->impl)) {
+		snprintf(err, errlen,
+			 "device %s: module crypt: OpenSSL's providers offer no AES-256-XTS",
+			 d->conf.name);
+		OPENSSL_cleanse(c->key, sizeof(c->key));
+		free(c);
+		return -ENOSYS;
+	}
 	c->unit = d->conf.block_size;
-	impl_find(&c->impl);
 	c->fused = d->rw && d->conf.nmods && !strcmp(d->conf.mods[d->conf.nmods - 1], "crypt");
 	d->flags &= ~(uint32_t)(ZL_BLK_INFO_DISCARD | ZL_BLK_INFO_WRITE_ZEROES);
 	*state = c;
@@ -210,17 +217,9 @@ static struct xctx *ctx_of(struct crypt *c, unsigned slot, bool enc)
 		return NULL;
 	x->impl = &c->impl;
 	x->enc = enc;
-	bool ok;
-	if (c->impl.update) {
-		x->alg = c->impl.newctx(c->impl.provctx);
-		ok = x->alg && (enc ? c->impl.einit : c->impl.dinit)(x->alg, c->key, sizeof(c->key),
-								     NULL, 0, NULL);
-	} else {
-		x->evp = EVP_CIPHER_CTX_new();
-		ok = x->evp &&
-		     EVP_CipherInit_ex(x->evp, EVP_aes_256_xts(), NULL, c->key, NULL, enc);
-	}
-	if (!ok) {
+	x->alg = c->impl.newctx(c->impl.provctx);
+	if (!x->alg ||
+	    !(enc ? c->impl.einit : c->impl.dinit)(x->alg, c->key, sizeof(c->key), NULL, 0, NULL)) {
 		xctx_free(x);
 		return NULL;
 	}
@@ -234,16 +233,11 @@ static bool unit_crypt(struct xctx *x, uint64_t unit_no, const unsigned char *in
 	unsigned char iv[16] = {0};
 	for (int i = 0; i < 8; i++)
 		iv[i] = (unsigned char)(unit_no >> (8 * i));
-	if (x->alg) {
-		/* the init without a key sets the tweak alone */
-		const struct xts_impl *m = x->impl;
-		size_t n;
-		return (x->enc ? m->einit : m->dinit)(x->alg, NULL, 0, iv, sizeof(iv), NULL) &&
-		       m->update(x->alg, out, &n, len, in, len) && n == len;
-	}
-	int n;
-	return EVP_CipherInit_ex2(x->evp, NULL, NULL, iv, -1, NULL) &&
-	       EVP_CipherUpdate(x->evp, out, &n, in, (int)len) && n == (int)len;
+	/* the init without a key sets the tweak alone */
+	const struct xts_impl *m = x->impl;
+	size_t n;
+	return (x->enc ? m->einit : m->dinit)(x->alg, NULL, 0, iv, sizeof(iv), NULL) &&
+	       m->update(x->alg, out, &n, len, in, len) && n == len;
 }
 
 /* A position in a list of segments. */
