@@ -263,12 +263,10 @@ static void rw_prep(struct sidecore *sc, struct ioreq *r)
 static int write_zeroes_slow(struct device *d, uint64_t off, uint64_t len);
 static void bounce_done(struct ioreq *r);
 
-/* Synchronous reads and writes of a file in memory (d->rw), on any
- * thread: what the sidecore does for inline devices, and what a module
- * that does the I/O itself calls. A read past the file's end reads
- * zeroes; a write that makes no progress is a full disk. */
-static int file_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec *iov, unsigned n,
-		   uint32_t len, int flags)
+/* A read or write through system calls. A read past the file's end
+ * reads zeroes; a write that makes no progress is a full disk. */
+static int file_sys_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec *iov,
+		       unsigned n, uint32_t len, int flags)
 {
 	struct iovec v[IOH_MAX_SEGS];
 	memcpy(v, iov, n * sizeof(*v));
@@ -328,7 +326,20 @@ static int mem_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec
 	return dev_mem_call(d, op == ZL_BLK_OP_WRITE, off, len, mem_op_run, &m);
 }
 
-/* r, done by the sidecore with plain system calls (inline devices). */
+/* Synchronous reads and writes of a file in memory (d->rw), on any
+ * thread: what the sidecore does for inline devices, and what a module
+ * that does the I/O itself calls. A copy to or from the mapping where it
+ * is warm, system calls elsewhere. */
+static int file_rw(struct device *d, uint8_t op, uint64_t off, const struct iovec *iov, unsigned n,
+		   uint32_t len, int flags)
+{
+	if (dev_mem_ok(d, off, len))
+		return mem_rw(d, op, off, iov, n, len);
+	return file_sys_rw(d, op, off, iov, n, len, flags);
+}
+
+/* r, done by the sidecore itself (inline devices): file_rw, or the system
+ * call the operation needs. */
 static void inline_submit(struct sidecore *sc, struct ioreq *r)
 {
 	struct device *d = r->dev;
@@ -338,11 +349,8 @@ static void inline_submit(struct sidecore *sc, struct ioreq *r)
 	case ZL_BLK_OP_WRITE: {
 		struct iovec b = {r->bounce, r->len};
 		int fl = r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;
-		if (!r->bounce && dev_mem_ok(d, r->off, r->len))
-			res = mem_rw(d, r->op, r->off, r->iov, r->niov, r->len);
-		else
-			res = r->bounce ? file_rw(d, r->op, r->off, &b, 1, r->len, fl)
-					: file_rw(d, r->op, r->off, r->iov, r->niov, r->len, fl);
+		res = r->bounce ? file_rw(d, r->op, r->off, &b, 1, r->len, fl)
+				: file_rw(d, r->op, r->off, r->iov, r->niov, r->len, fl);
 		break;
 	}
 	case ZL_BLK_OP_FLUSH:
