@@ -226,7 +226,8 @@ struct qos_tenant {
 	double tok_r, tok_s, tok_l; /* buckets: reservation, spare, limit */
 	uint64_t last_ns;
 	uint32_t outstanding, deferred;
-	uint64_t busy_since, busy_ns; /* this window: time with requests out */
+	uint64_t busy_since, busy_ns; /* this window: time with requests out or waiting */
+	uint64_t idle_since;          /* when it last had none (0: never busy) */
 	uint64_t win_done, win_spare; /* this window: ops done, ops on spare */
 	bool win_held;                /* this window: a request had to wait */
 	double rate;                  /* ops/s in the last window */

@@ -21,7 +21,9 @@
  * tenant can use the whole device). A controller, run every 10 ms by
  * whichever sidecore first sees the window end, measures each tenant with
  * a reservation: the share of its reservation it got over the time it was
- * busy (had requests outstanding), smoothed over windows. Below 97% while
+ * busy (had requests outstanding or waiting here, or paused less than
+ * QOS_TURN_NS between its last one done and its next), smoothed over
+ * windows. Below 97% while
  * others used spare capacity, the device is over-committed: S is cut by
  * 15%. Otherwise S grows by 5% a window while it holds someone back (20%
  * when it does not), and becomes unlimited again once above twice what the
@@ -47,6 +49,12 @@
 #define QOS_CUT 0.85
 #define QOS_GROW_HELD 1.05
 #define QOS_GROW_FREE 1.2
+/* A pause shorter than this between a tenant's last request done and its
+ * next one is its client turning around (a wake-up, a reschedule behind
+ * another process on its core), and counts as busy: a closed-loop client
+ * whose requests take too long is short of its reservation even if it
+ * never has all its requests out at once. */
+#define QOS_TURN_NS 500000ull
 
 uint32_t qos_cost(const struct ioreq *r)
 {
@@ -141,6 +149,22 @@ static void refill(struct qos *q, struct qos_tenant *t, uint64_t now)
 	}
 }
 
+/* A tenant's requests out or waiting went from none to some (under lock). */
+static void busy_start(struct qos *q, struct qos_tenant *t, uint64_t now)
+{
+	t->busy_since = now;
+	if (t->idle_since && now - t->idle_since < QOS_TURN_NS)
+		t->busy_since = t->idle_since > q->win_start ? t->idle_since : q->win_start;
+}
+
+/* ... and back to none. */
+static void busy_end(struct qos_tenant *t, uint64_t now)
+{
+	if (now > t->busy_since)
+		t->busy_ns += now - t->busy_since;
+	t->idle_since = now;
+}
+
 /* The controller: the end of a window (under lock). */
 static void window(struct qos *q, uint64_t now)
 {
@@ -156,7 +180,7 @@ static void window(struct qos *q, uint64_t now)
 	for (unsigned i = 0; i < q->n; i++) {
 		struct qos_tenant *t = &q->t[i];
 		uint64_t busy = t->busy_ns;
-		if (t->outstanding && now > t->busy_since) {
+		if ((t->outstanding || t->deferred) && now > t->busy_since) {
 			busy += now - t->busy_since;
 			t->busy_since = now;
 		}
@@ -222,11 +246,12 @@ bool qos_admit(struct qos *q, struct ioreq *r, bool head, uint64_t now)
 	} else {
 		t->win_held = true;
 	}
+	if (!head && !t->outstanding && !t->deferred)
+		busy_start(q, t, now);
 	if (ok) {
 		if (t->c.limit)
 			t->tok_l -= cost;
-		if (t->outstanding++ == 0)
-			t->busy_since = now;
+		t->outstanding++;
 		if (head)
 			t->deferred--;
 		t->reqs++;
@@ -246,8 +271,8 @@ void qos_done(struct ioreq *r)
 	uint64_t now = ioh_now_ns();
 	pthread_mutex_lock(&q->lock);
 	t->win_done += r->qos_cost;
-	if (--t->outstanding == 0 && now > t->busy_since)
-		t->busy_ns += now - t->busy_since;
+	if (--t->outstanding == 0 && !t->deferred)
+		busy_end(t, now);
 	if (now > q->win_start && now - q->win_start >= QOS_WINDOW_NS)
 		window(q, now);
 	pthread_mutex_unlock(&q->lock);
