@@ -25,9 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <linux/sched/types.h>
 
 #include <zerolink/blk.h>
 
@@ -37,18 +41,24 @@
 #define BIN_NS 50000000ull
 #define NBINS 200
 
+/* the bursty tenant's latencies kept at most */
+#define MAXLAT 16384
+
 struct shared {
 	uint64_t t0; /* the timeline's start */
 	uint64_t bins[2][NBINS];
-	int err[2];
+	int err[3];
+	uint32_t nlat;
+	uint64_t lat[MAXLAT]; /* ns, submit to reap, of the bursty tenant */
 };
 
 struct tenant_arg {
-	int who; /* 0 gold, 1 bulk */
+	int who; /* 0 gold, 1 bulk, 2 silver */
 	unsigned qd;
 	uint64_t from, to; /* ns after t0 */
 	const char *dev;
 	struct shared *sh;
+	uint64_t every; /* gold bursty: qd requests at once, every this many ns */
 };
 
 static uint64_t rnd(uint64_t *x)
@@ -82,13 +92,68 @@ static void qos_done(void *arg, const struct zl_blk_cpl *c, uint64_t now)
 		z->a->sh->bins[z->a->who][bin]++;
 }
 
+/* Bursts: qd reads at once every a->every ns (on time, not closed-loop:
+ * a late burst does not delay the next one's start), each request's
+ * latency from its submission to its reaping. */
+static int burst_loop(struct zl_blk_queue *q, struct tenant_arg *a, uint64_t blocks)
+{
+	struct zl_blk_req r[32];
+	struct zl_blk_cpl c[32];
+	unsigned qd = a->qd > 32 ? 32 : a->qd;
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (uint64_t at = a->sh->t0 + a->from; at < a->sh->t0 + a->to; at += a->every) {
+		uint64_t now = now_ns();
+		if (now < at) {
+			struct timespec ts = {(time_t)(at / 1000000000u), (long)(at % 1000000000u)};
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+		}
+		for (unsigned i = 0; i < qd; i++)
+			r[i] = (struct zl_blk_req){.op = ZL_BLK_OP_READ,
+						   .len = 4096,
+						   .offset = (rnd(&x) % blocks) * 4096,
+						   .user_data = now_ns()};
+		for (unsigned sent = 0; sent < qd;) {
+			int n = zl_blk_submit(q, r + sent, qd - sent, 0);
+			if (n < 0)
+				return n;
+			sent += (unsigned)n;
+		}
+		for (unsigned got = 0; got < qd;) {
+			int n = zl_blk_reap(q, c, 32, 0);
+			if (n < 0)
+				return n;
+			uint64_t t = now_ns();
+			for (int i = 0; i < n; i++) {
+				if (c[i].status)
+					return c[i].status;
+				if (a->sh->nlat < MAXLAT)
+					a->sh->lat[a->sh->nlat++] = t - c[i].user_data;
+				zl_blk_cpl_release(q, &c[i]);
+			}
+			got += (unsigned)n;
+		}
+	}
+	return 0;
+}
+
 static int tenant_main(void *p)
 {
 	struct tenant_arg *a = p;
-	if (a->who == 1 && (setgroups(0, NULL) || setgid(65534) || setuid(65534)))
+	static const uid_t uid[3] = {0, 65534, 65533};
+	if (a->who && (setgroups(0, NULL) || setgid(uid[a->who]) || setuid(uid[a->who])))
 		return 10;
+	/* gold's and silver's clients share their core with bulk's: they ask the scheduler
+	 * for a short slice (EEVDF, Linux 6.6 and later; older kernels
+	 * ignore it), as latency-sensitive tenants would, so that their
+	 * wake-ups preempt bulk's client instead of waiting out its slice */
+	if (a->who != 1) {
+		struct sched_attr at = {.size = sizeof(at), .sched_runtime = 100000};
+		long r = syscall(SYS_sched_setattr, 0, &at, 0);
+		(void)r; /* not there: the kernel's default slice */
+	}
 	struct zl_ctx *ctx;
-	struct zl_ctx_opts co = {.name = a->who ? "bench-qos-bulk" : "bench-qos-gold"};
+	static const char *const name[3] = {"bench-qos-gold", "bench-qos-bulk", "bench-qos-silver"};
+	struct zl_ctx_opts co = {.name = name[a->who]};
 	if ((a->sh->err[a->who] = zl_ctx_open(&ctx, &co)))
 		return 11;
 	struct zl_blk *d;
@@ -104,7 +169,8 @@ static int tenant_main(void *p)
 		usleep(100);
 	struct qos_run z = {
 		.a = a, .blocks = in.size / 4096, .x = 88172645463325252ull + (uint64_t)a->who};
-	int err = blk_loop(q, a->qd, a->sh->t0 + a->to, qos_next, qos_done, &z);
+	int err = a->every ? burst_loop(q, a, z.blocks)
+			   : blk_loop(q, a->qd, a->sh->t0 + a->to, qos_next, qos_done, &z);
 	a->sh->err[a->who] = err;
 	zl_blk_close(d);
 	zl_ctx_close(ctx);
@@ -200,7 +266,7 @@ static int timeline(double T, double rate[2][NBINS], int *nbins)
 {
 	struct shared *sh = shared_page(sizeof(*sh));
 	uint64_t t = (uint64_t)(T * 1e9);
-	struct tenant_arg a[2] = {{0, 4, 0, 3 * t, Q.dev, sh}, {1, 32, t, 4 * t, Q.dev, sh}};
+	struct tenant_arg a[2] = {{0, 4, 0, 3 * t, Q.dev, sh, 0}, {1, 32, t, 4 * t, Q.dev, sh, 0}};
 	sh->t0 = now_ns() + 300000000ull; /* time to connect */
 	pid_t p0 = fork_child(tenant_main, &a[0], 1), p1 = fork_child(tenant_main, &a[1], 1);
 	int s0 = wait_child(p0), s1 = wait_child(p1);
@@ -220,6 +286,136 @@ static int timeline(double T, double rate[2][NBINS], int *nbins)
 	return err;
 }
 
+static double Rsv; /* gold's reservation */
+
+/* The burst runs: tenant silver (user 65533) reads BURST x 4 KiB at once
+ * every BURST_EVERY ns, a mean of 3200 ops/s; it is reserved BURST_RSV
+ * ops/s, and then given the class BURST_CLASS too. Gold (closed loop,
+ * reserved as in the QoS run) and bulk (flooding) run beside it, so that
+ * the controller holds spare capacity back. */
+#define BURST 32
+#define BURST_EVERY 10000000ull
+#define BURST_RSV 4000
+#define BURST_BOUND_MS 2
+#define BURST_CLASS "32@2ms"
+
+/* Silver bursting for 2T; gold and bulk beside it, or not; silver's
+ * latencies sorted into lat; their number (< 0: an error). */
+static int burst_timeline(double T, bool others, uint64_t *lat)
+{
+	struct shared *sh = shared_page(sizeof(*sh));
+	uint64_t t = (uint64_t)(T * 1e9);
+	struct tenant_arg s = {2, BURST, t / 10, 2 * t, Q.dev, sh, BURST_EVERY};
+	struct tenant_arg g = {0, 4, 0, 2 * t + BURST_EVERY, Q.dev, sh, 0};
+	struct tenant_arg b = {1, 32, 0, 2 * t + BURST_EVERY, Q.dev, sh, 0};
+	sh->t0 = now_ns() + 300000000ull; /* time to connect */
+	pid_t p[3] = {fork_child(tenant_main, &s, 1), others ? fork_child(tenant_main, &g, 1) : 0,
+		      others ? fork_child(tenant_main, &b, 1) : 0};
+	int st = 0;
+	for (int i = 0; i < 3; i++)
+		if (p[i] && wait_child(p[i]))
+			st = -EIO;
+	int n = (int)sh->nlat;
+	if (st) {
+		fprintf(stderr, "\nbench qos: a tenant failed (%s, %s, %s)\n",
+			strerror(-sh->err[0]), strerror(-sh->err[1]), strerror(-sh->err[2]));
+		n = st;
+	} else {
+		memcpy(lat, sh->lat, (size_t)n * sizeof(*lat));
+		sort_u64(lat, (size_t)n);
+	}
+	munmap(sh, sizeof(*sh));
+	return n;
+}
+
+/* The I/O host's count of silver's class-1 requests, and of those late
+ * (`ls`); -1 when it says none. */
+static int burst_host(double *reqs, double *late)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return -1;
+	int e = cli_iohost_call(Q.control, "ls", f);
+	fclose(f);
+	const char *at = e ? NULL : strstr(buf, "tenant silver");
+	at = at ? strstr(at, "burst class 1:") : NULL;
+	at = at ? strchr(at, ';') : NULL;
+	unsigned long long r, l;
+	int ok = at && sscanf(at, "; %llu requests, %llu late", &r, &l) == 2 ? 0 : -1;
+	if (!ok) {
+		*reqs = (double)r;
+		*late = (double)l;
+	}
+	free(buf);
+	return ok;
+}
+
+/* The four burst runs: silver alone; beside gold and bulk without QoS;
+ * with QoS, silver reserved; and with its burst class too. */
+static const char *const burst_path[4] = {"burst-alone", "burst-none", "burst-reserve",
+					  "burst-class"};
+
+static int burst_runs(double T)
+{
+	static uint64_t lat[MAXLAT];
+	char line[256], uid[16];
+	snprintf(uid, sizeof(uid), "%u", (unsigned)geteuid());
+	for (int k = 0; k < 4; k++) {
+		const char *set[3] = {NULL, NULL, NULL};
+		char l0[256], l1[256], l2[256];
+		if (k == 0) {
+			snprintf(l0, sizeof(l0), "untenant %s gold", Q.dev);
+			snprintf(l1, sizeof(l1), "untenant %s bulk", Q.dev);
+			set[0] = l0;
+			set[1] = l1;
+		} else if (k == 2) {
+			snprintf(l0, sizeof(l0), "tenant gold device=%s users=%s reserve=%.0f",
+				 Q.dev, uid, Rsv);
+			snprintf(l1, sizeof(l1), "tenant bulk device=%s users=65534 weight=1",
+				 Q.dev);
+			snprintf(l2, sizeof(l2), "tenant silver device=%s users=65533 reserve=%d",
+				 Q.dev, BURST_RSV);
+			set[0] = l0;
+			set[1] = l1;
+			set[2] = l2;
+		} else if (k == 3) {
+			snprintf(l0, sizeof(l0),
+				 "tenant silver device=%s users=65533 reserve=%d burst=%s", Q.dev,
+				 BURST_RSV, BURST_CLASS);
+			set[0] = l0;
+		}
+		for (int i = 0; i < 3 && set[i]; i++)
+			if (cli_iohost_call(Q.control, set[i], stderr))
+				return -EINVAL;
+		progress("qos: silver's bursts of %d, %s", BURST, burst_path[k] + 6);
+		int n = burst_timeline(T, k > 0, lat);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			continue;
+		result_add(burst_path[k], "qos-burst", 4096, "lat", "us",
+			   pct_u64(lat, (size_t)n, 0.5) / 1e3, pct_u64(lat, (size_t)n, 0.99) / 1e3,
+			   pct_u64(lat, (size_t)n, 0.999) / 1e3);
+		result_add(burst_path[k], "qos-burst-p90", 4096, "lat", "us",
+			   pct_u64(lat, (size_t)n, 0.9) / 1e3, 0, 0);
+		size_t in = 0;
+		while (in < (size_t)n && lat[in] <= BURST_BOUND_MS * 1000000ull)
+			in++;
+		result_add(burst_path[k], "qos-burst-in", 4096, "share", "%",
+			   100.0 * (double)in / n, 0, 0);
+		double reqs, late;
+		if (k == 3 && !burst_host(&reqs, &late) && reqs > 0)
+			result_add(burst_path[k], "qos-burst-host", 4096, "share", "%",
+				   100.0 * (reqs - late) / reqs, 0, 0);
+	}
+	if (getenv("ZEROLINK_BENCH_QOS_LS"))
+		cli_iohost_call(Q.control, "ls", stderr);
+	(void)line;
+	return 0;
+}
+
 /* The median rate of tenant w over [from, to) steps of the timeline,
  * leaving out the first bin of each phase (the other tenant starts or
  * stops there). */
@@ -233,7 +429,6 @@ static double phase(double rate[2][NBINS], int w, int from, int to, int per)
 }
 
 static char chart_data[128];
-static double Rsv;
 
 void bench_qos(void)
 {
@@ -272,6 +467,9 @@ void bench_qos(void)
 		if (getenv("ZEROLINK_BENCH_QOS_LS"))
 			cli_iohost_call(Q.control, "ls", stderr);
 	}
+	int eb = e ? e : burst_runs(T);
+	if (eb)
+		fprintf(stderr, "\nbench qos: the burst runs failed (%s)\n", strerror(-eb));
 	stop();
 	if (e)
 		return;
@@ -325,6 +523,29 @@ void report_qos(void)
 		       qv(sc[i], "qos-gold-alone"), qv(sc[i], "qos-gold-shared"),
 		       qv(sc[i], "qos-bulk-shared"), qv(sc[i], "qos-bulk-alone"));
 	printf("  gold's reservation: %.1f kIOPS\n", qv("qos", "qos-reserve"));
+	if (!result_find("burst-class", "qos-burst", 4096, "lat"))
+		return;
+	printf("\nQoS burst class: silver reads %d x 4 KiB at once every %llu ms (reserved %d "
+	       "ops/s); gold and bulk as above beside it\n",
+	       BURST, BURST_EVERY / 1000000, BURST_RSV);
+	printf("  %-36s %9s %9s %9s %9s %12s\n", "silver's latency (us)", "p50", "p90", "p99",
+	       "p99.9", "within 2 ms");
+	static const char *const what[4] = {"alone, no QoS", "gold and bulk on, no QoS",
+					    "QoS, silver reserved",
+					    "QoS, reserved + class " BURST_CLASS};
+	for (int k = 0; k < 4; k++) {
+		const struct result *l = result_find(burst_path[k], "qos-burst", 4096, "lat");
+		const struct result *l9 = result_find(burst_path[k], "qos-burst-p90", 4096, "lat");
+		const struct result *in = result_find(burst_path[k], "qos-burst-in", 4096, "share");
+		if (l && l9 && in)
+			printf("  %-36s %9.0f %9.0f %9.0f %9.0f %11.1f%%\n", what[k], l->median,
+			       l9->median, l->p99, l->p999, in->median);
+	}
+	const struct result *h = result_find("burst-class", "qos-burst-host", 4096, "share");
+	if (h)
+		printf("  in the I/O host (arrival to completion): %.1f%% of class-1 requests "
+		       "within its bound\n",
+		       h->median);
 }
 
 void ratios_qos(void (*target)(const char *, double, double, bool))
@@ -338,6 +559,10 @@ void ratios_qos(void (*target)(const char *, double, double, bool))
 	       qv("qos", "qos-gold-alone") / qv("none", "qos-gold-alone"), 0.9, false);
 	target("QoS: bulk alone, with QoS / without",
 	       qv("qos", "qos-bulk-alone") / qv("none", "qos-bulk-alone"), 0.9, false);
+	const struct result *b = result_find("burst-class", "qos-burst-host", 4096, "share");
+	if (b) /* the share of class requests the I/O host served late, at most 1% */
+		target("QoS: burst class, requests late in the I/O host (%)", 100 - b->median, 1.0,
+		       true);
 }
 
 int chart_qos(const char *png)

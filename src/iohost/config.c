@@ -360,6 +360,76 @@ static int parse_rate(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* "2ms", "500us", "1s", "250000ns" (a unit is needed) */
+static int parse_duration(const char *s, uint64_t *ns)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || errno || *s == '-')
+		return -EINVAL;
+	uint64_t mul;
+	if (!strcmp(end, "ns"))
+		mul = 1;
+	else if (!strcmp(end, "us"))
+		mul = 1000;
+	else if (!strcmp(end, "ms"))
+		mul = 1000000;
+	else if (!strcmp(end, "s"))
+		mul = 1000000000;
+	else
+		return -EINVAL;
+	if (v > 3600000000000ull / mul)
+		return -ERANGE;
+	*ns = v * mul;
+	return 0;
+}
+
+/* "SIZE@BOUND,...": burst classes, innermost (smallest) first */
+static int parse_burst(struct tenantconf *t, const char *val, char *err, size_t errlen)
+{
+	char buf[256];
+	if (strlen(val) >= sizeof(buf))
+		goto bad;
+	snprintf(buf, sizeof(buf), "%s", val);
+	t->nburst = 0;
+	for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok;
+	     tok = strtok_r(NULL, ", ", &save)) {
+		char *at = strchr(tok, '@');
+		if (!at)
+			goto bad;
+		*at = 0;
+		uint32_t size;
+		uint64_t bound;
+		if (parse_u32(tok, 1, 1000000, &size) || parse_duration(at + 1, &bound) ||
+		    bound < 1000)
+			goto bad;
+		if (t->nburst == QOS_CLASSES) {
+			snprintf(err, errlen, "burst: at most %d classes", QOS_CLASSES);
+			return -EINVAL;
+		}
+		if (t->nburst && (size <= t->burst[t->nburst - 1].size ||
+				  bound <= t->burst[t->nburst - 1].bound_ns)) {
+			snprintf(err, errlen,
+				 "burst: each class is larger than the one before it and has a "
+				 "longer bound ('%s')",
+				 val);
+			return -EINVAL;
+		}
+		t->burst[t->nburst].size = size;
+		t->burst[t->nburst].bound_ns = bound;
+		t->nburst++;
+	}
+	if (t->nburst)
+		return 0;
+bad:
+	snprintf(err, errlen,
+		 "bad value for burst: '%s' (OPS@TIME,...: 32@2ms is up to 32 operations at "
+		 "once, each done within 2 ms; TIME at least 1us)",
+		 val);
+	return -EINVAL;
+}
+
 int tenantconf_set(struct tenantconf *t, const char *key, const char *val, char *err, size_t errlen)
 {
 	int r = 0;
@@ -396,9 +466,12 @@ int tenantconf_set(struct tenantconf *t, const char *key, const char *val, char 
 		r = parse_rate(val, &t->limit);
 	} else if (!strcmp(key, "weight")) {
 		r = parse_u32(val, 1, 10000, &t->weight);
+	} else if (!strcmp(key, "burst")) {
+		return parse_burst(t, val, err, errlen);
 	} else {
 		snprintf(err, errlen,
-			 "unknown tenant key '%s' (device, users, reserve, limit, weight)", key);
+			 "unknown tenant key '%s' (device, users, reserve, limit, weight, burst)",
+			 key);
 		return -EINVAL;
 	}
 	if (r)
@@ -420,6 +493,13 @@ int tenantconf_check(const struct tenantconf *t, char *err, size_t errlen)
 	if (t->limit && t->reserve > t->limit) {
 		snprintf(err, errlen, "tenant %s: reserve %llu is above its limit %llu", t->name,
 			 (unsigned long long)t->reserve, (unsigned long long)t->limit);
+		return -EINVAL;
+	}
+	if (t->nburst && !t->reserve) {
+		snprintf(err, errlen,
+			 "tenant %s: burst classes refill at the reservation: give it one "
+			 "(reserve = N)",
+			 t->name);
 		return -EINVAL;
 	}
 	return 0;

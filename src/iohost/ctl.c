@@ -118,9 +118,91 @@ static void cmd_ls(struct out *o)
 	pthread_mutex_unlock(&ioh->lock);
 }
 
+/* The family a sample line belongs to: its metric name, less a
+ * histogram's _bucket/_sum/_count when the family was declared. */
+static size_t family_len(const char *l, size_t n, char *const *fam, const size_t *flen,
+			 unsigned nfam, unsigned *which)
+{
+	size_t k = 0;
+	while (k < n && l[k] != '{' && l[k] != ' ')
+		k++;
+	static const char *const suf[] = {"", "_bucket", "_sum", "_count"};
+	for (unsigned s = 0; s < 4; s++) {
+		size_t sl = strlen(suf[s]);
+		if (k < sl || memcmp(l + k - sl, suf[s], sl))
+			continue;
+		for (unsigned f = 0; f < nfam; f++)
+			if (flen[f] == k - sl && !memcmp(fam[f], l, k - sl)) {
+				*which = f;
+				return k - sl;
+			}
+	}
+	*which = nfam;
+	return k;
+}
+
+/* Prometheus wants every line of a metric family together, after its
+ * HELP and TYPE; devices, tenants and modules each print theirs as they
+ * go. Regroup o's text from `from` on, families in the order they first
+ * appear, samples in the order printed. Out of memory: left as it is. */
+static void prom_group(struct out *o, size_t from)
+{
+	size_t n = o->len - from, nl = 0;
+	for (size_t i = from; i < o->len; i++)
+		nl += o->buf[i] == '\n';
+	char *text = malloc(n + 1), **fam = calloc(nl + 1, sizeof(*fam));
+	char **line = calloc(nl + 1, sizeof(*line));
+	size_t *flen = calloc(nl + 1, sizeof(*flen)), *llen = calloc(nl + 1, sizeof(*llen));
+	unsigned *lfam = calloc(nl + 1, sizeof(*lfam));
+	if (!text || !fam || !line || !flen || !llen || !lfam)
+		goto out;
+	memcpy(text, o->buf + from, n);
+	unsigned nfam = 0, nline = 0;
+	for (size_t i = 0; i < n;) {
+		char *l = text + i, *e = memchr(l, '\n', n - i);
+		size_t len = e ? (size_t)(e - l) + 1 : n - i;
+		i += len;
+		unsigned f;
+		if (len > 7 && (!memcmp(l, "# HELP ", 7) || !memcmp(l, "# TYPE ", 7))) {
+			char *nm = l + 7;
+			size_t k = 0;
+			while (k < len - 7 && nm[k] != ' ' && nm[k] != '\n')
+				k++;
+			for (f = 0; f < nfam && !(flen[f] == k && !memcmp(fam[f], nm, k)); f++)
+				;
+			if (f == nfam) {
+				fam[nfam] = nm;
+				flen[nfam++] = k;
+			}
+		} else {
+			size_t k = family_len(l, len, fam, flen, nfam, &f);
+			if (f == nfam) { /* no HELP: a family of its own */
+				fam[nfam] = l;
+				flen[nfam++] = k;
+			}
+		}
+		line[nline] = l;
+		llen[nline] = len;
+		lfam[nline++] = f;
+	}
+	o->len = from;
+	for (unsigned f = 0; f < nfam; f++)
+		for (unsigned i = 0; i < nline; i++)
+			if (lfam[i] == f)
+				outf(o, "%.*s", (int)llen[i], line[i]);
+out:
+	free(text);
+	free(fam);
+	free(line);
+	free(flen);
+	free(llen);
+	free(lfam);
+}
+
 static void cmd_prom(struct out *o)
 {
 	outf(o, "ok\n");
+	size_t from = o->len;
 	outf(o,
 	     "# HELP zerolink_iohost_requests_total Requests completed by a device, by operation.\n"
 	     "# TYPE zerolink_iohost_requests_total counter\n");
@@ -175,7 +257,13 @@ static void cmd_prom(struct out *o)
 	outf(o, "# HELP zerolink_iohost_qos_ops_total Operations (4 KiB each at most) a tenant "
 		"was admitted for.\n# TYPE zerolink_iohost_qos_ops_total counter\n"
 		"# HELP zerolink_iohost_qos_deferred_total Requests of a tenant that waited for "
-		"QoS.\n# TYPE zerolink_iohost_qos_deferred_total counter\n");
+		"QoS.\n# TYPE zerolink_iohost_qos_deferred_total counter\n"
+		"# HELP zerolink_iohost_qos_burst_requests_total Requests of a tenant inside "
+		"a burst class, done.\n"
+		"# TYPE zerolink_iohost_qos_burst_requests_total counter\n"
+		"# HELP zerolink_iohost_qos_burst_late_total Requests of a tenant inside a "
+		"burst class done later than its bound.\n"
+		"# TYPE zerolink_iohost_qos_burst_late_total counter\n");
 	for (struct device *d = ioh->devs; d; d = d->next)
 		qos_report(d, o, true);
 	pthread_mutex_unlock(&ioh->lock);
@@ -202,6 +290,7 @@ static void cmd_prom(struct out *o)
 	     "# TYPE zerolink_iohost_worker_parts_total counter\n"
 	     "zerolink_iohost_worker_parts_total %llu\n",
 	     (unsigned long long)jobs, (unsigned long long)parts);
+	prom_group(o, from);
 }
 
 static void cmd_add(struct out *o, char *args)
@@ -243,7 +332,7 @@ static void cmd_tenant(struct out *o, char *args)
 	char *name = strtok_r(args, " \t", &save);
 	if (!name || strchr(name, '=')) {
 		outf(o, "error: usage: tenant NAME device=DEV users=U,... [reserve=N] [limit=N] "
-			"[weight=N]\n");
+			"[weight=N] [burst=OPS@TIME,...]\n");
 		return;
 	}
 	if (strlen(name) >= IOH_NAME_MAX) {

@@ -66,6 +66,8 @@ struct devconf {
 	char crc_file[256];  /* crc32c: the side file (default PATH.crc32c) */
 };
 
+#define QOS_CLASSES 4
+
 /* A tenant of a device's QoS (qos.c): who, and what it is promised.
  * Rates are operations per second (an operation moves up to 4 KiB). */
 struct tenantconf {
@@ -77,6 +79,15 @@ struct tenantconf {
 	uint64_t reserve; /* guaranteed; 0 none */
 	uint64_t limit;   /* at most; 0 none */
 	uint32_t weight;  /* share of the spare capacity (1 to 10000) */
+	/* burst classes (Nested QoS), innermost first: class k holds the
+	 * tenant's requests that fit, with those of the classes inside it, in
+	 * a bucket of size[k] operations refilled at the reservation, and is
+	 * promised bound_ns from arrival to completion */
+	struct {
+		uint32_t size;
+		uint64_t bound_ns;
+	} burst[QOS_CLASSES];
+	unsigned nburst;
 };
 
 struct hostconf {
@@ -146,6 +157,7 @@ struct ioreq {
 	void *mod_priv[IOH_MAX_MODS];  /* each module's, for this request */
 	struct qos_tenant *qos_t;      /* admitted by the device's QoS */
 	uint32_t qos_cost;
+	uint8_t qos_class; /* its tenant's burst class + 1; 0 none */
 	struct ioreq *next;
 };
 
@@ -224,6 +236,9 @@ struct qos_tenant {
 	bool configured;            /* a named tenant; else one user's own (weight 1) */
 	uint32_t uid;               /* the user of an unnamed one (UINT32_MAX: tcp) */
 	double tok_r, tok_s, tok_l; /* buckets: reservation, spare, limit */
+	double tok_b[QOS_CLASSES];  /* burst classes' buckets */
+	uint64_t cls_reqs[QOS_CLASSES], cls_late[QOS_CLASSES];
+	uint64_t win_cls_done, win_cls_late; /* this window, all classes */
 	uint64_t last_ns;
 	uint32_t outstanding, deferred;
 	uint64_t busy_since, busy_ns; /* this window: time with requests out or waiting */

@@ -140,6 +140,11 @@ static void refill(struct qos *q, struct qos_tenant *t, uint64_t now)
 		if (t->tok_l > burst((double)t->c.limit, QOS_LIMIT_BURST_S))
 			t->tok_l = burst((double)t->c.limit, QOS_LIMIT_BURST_S);
 	}
+	for (unsigned k = 0; k < t->c.nburst; k++) {
+		t->tok_b[k] += (double)t->c.reserve * dt;
+		if (t->tok_b[k] > (double)t->c.burst[k].size)
+			t->tok_b[k] = (double)t->c.burst[k].size;
+	}
 	if (q->spare >= 0) {
 		double w = (double)t->c.weight, sw = q->sumw > w ? q->sumw : w;
 		double share = q->spare * w / sw;
@@ -147,6 +152,21 @@ static void refill(struct qos *q, struct qos_tenant *t, uint64_t now)
 		if (t->tok_s > burst(share, QOS_BURST_S))
 			t->tok_s = burst(share, QOS_BURST_S);
 	}
+}
+
+/* The burst class of a request arriving (Nested QoS): the innermost whose
+ * bucket, and those of every class around it, hold its cost; the buckets
+ * of that class and those around it pay. None: 0. Under lock. */
+static uint8_t classify(struct qos_tenant *t, uint32_t cost)
+{
+	unsigned n = t->c.nburst, k = n;
+	while (k > 0 && t->tok_b[k - 1] >= (double)cost)
+		k--;
+	if (k == n)
+		return 0;
+	for (unsigned j = k; j < n; j++)
+		t->tok_b[j] -= (double)cost;
+	return (uint8_t)(k + 1);
 }
 
 /* A tenant's requests out or waiting went from none to some (under lock). */
@@ -195,6 +215,12 @@ static void window(struct qos *q, uint64_t now)
 			if (t->got < 0.97 && spare_used - (double)t->win_spare > 0)
 				cut = true;
 		}
+		/* requests inside a burst class late (more than 1%): the
+		 * device's queue is too long for the bound */
+		if (t->win_cls_late && t->win_cls_late * 100 > t->win_cls_done &&
+		    spare_used - (double)t->win_spare > 0)
+			cut = true;
+		t->win_cls_done = t->win_cls_late = 0;
 		if (busy || t->deferred)
 			sumw += (double)t->c.weight;
 		held = held || t->win_held;
@@ -230,11 +256,18 @@ bool qos_admit(struct qos *q, struct ioreq *r, bool head, uint64_t now)
 	if (!t)
 		t = r->qos_t = tenant_of(q, r->fe ? r->fe->uid : UINT32_MAX);
 	refill(q, t, now);
+	if (!head)
+		r->qos_class = t->c.nburst ? classify(t, cost) : 0;
 	bool ok = false;
-	if (t->deferred && !head) {
+	if (t->deferred && !head && !r->qos_class) {
 		ok = false; /* behind the tenant's waiting requests */
 	} else if (t->c.limit && t->tok_l <= 0) {
 		t->win_held = true;
+	} else if (r->qos_class) {
+		/* inside its envelope: now, on the reservation (which
+		 * may go into debt by the classes' sizes) */
+		t->tok_r -= cost;
+		ok = true;
 	} else if (t->c.reserve && t->tok_r > 0) {
 		t->tok_r -= cost;
 		ok = true;
@@ -271,6 +304,16 @@ void qos_done(struct ioreq *r)
 	uint64_t now = ioh_now_ns();
 	pthread_mutex_lock(&q->lock);
 	t->win_done += r->qos_cost;
+	unsigned k = r->qos_class - 1u; /* (the classes may have changed since) */
+	if (r->qos_class && k < t->c.nburst) {
+		t->cls_reqs[k]++;
+		t->win_cls_done++;
+		if (now - r->t_start > t->c.burst[k].bound_ns) {
+			t->cls_late[k]++;
+			t->win_cls_late++;
+		}
+	}
+	r->qos_class = 0;
 	if (--t->outstanding == 0 && !t->deferred)
 		busy_end(t, now);
 	if (now > q->win_start && now - q->win_start >= QOS_WINDOW_NS)
@@ -329,6 +372,10 @@ int qos_set(struct device *d, const struct tenantconf *c, char *err, size_t errl
 	t->c = *c;
 	t->configured = true;
 	t->tok_r = t->tok_l = t->tok_s = 0;
+	for (unsigned k = 0; k < QOS_CLASSES; k++) {
+		t->tok_b[k] = k < c->nburst ? (double)c->burst[k].size : 0;
+		t->cls_reqs[k] = t->cls_late[k] = 0;
+	}
 	/* the users' own entries give way to it */
 	for (unsigned i = 0; i < q->n; i++)
 		if (!q->t[i].configured && conf_has(c, q->t[i].uid))
@@ -352,6 +399,7 @@ int qos_unset(struct device *d, const char *name, char *err, size_t errlen)
 				q->t[i].configured = false;
 				q->t[i].uid = UINT32_MAX - 1;
 				q->t[i].c.reserve = q->t[i].c.limit = 0;
+				q->t[i].c.nburst = 0;
 				q->configured--;
 				r = 0;
 			}
@@ -365,7 +413,13 @@ int qos_unset(struct device *d, const char *name, char *err, size_t errlen)
 static void who(const struct qos_tenant *t, char *b, size_t n)
 {
 	if (!t->configured) {
-		if (t->uid == UINT32_MAX)
+		if (t->uid == UINT32_MAX - 1) /* a tenant removed, or given way */
+		{
+			if (t->c.name[0])
+				snprintf(b, n, "%s (removed)", t->c.name);
+			else
+				snprintf(b, n, "a user's own (now in a tenant)");
+		} else if (t->uid == UINT32_MAX)
 			snprintf(b, n, "tcp");
 		else
 			snprintf(b, n, "uid %u", t->uid);
@@ -407,6 +461,16 @@ void qos_report(struct device *d, struct out *o, bool prom)
 			     "zerolink_iohost_qos_deferred_total{device=\"%s\",tenant=\"%s\"} "
 			     "%llu\n",
 			     d->conf.name, w, (unsigned long long)t->deferrals);
+			for (unsigned k = 0; k < t->c.nburst; k++) {
+				outf(o,
+				     "zerolink_iohost_qos_burst_requests_total{device=\"%s\","
+				     "tenant=\"%s\",class=\"%u\"} %llu\n",
+				     d->conf.name, w, k + 1, (unsigned long long)t->cls_reqs[k]);
+				outf(o,
+				     "zerolink_iohost_qos_burst_late_total{device=\"%s\","
+				     "tenant=\"%s\",class=\"%u\"} %llu\n",
+				     d->conf.name, w, k + 1, (unsigned long long)t->cls_late[k]);
+			}
 			continue;
 		}
 		outf(o,
@@ -418,6 +482,13 @@ void qos_report(struct device *d, struct out *o, bool prom)
 		if (t->c.reserve) /* smoothed, while busy */
 			outf(o, "; got %.2f of its reservation", t->got);
 		outf(o, "\n");
+		for (unsigned k = 0; k < t->c.nburst; k++)
+			outf(o,
+			     "        burst class %u: %u ops within %.3f ms; %llu requests, %llu "
+			     "late\n",
+			     k + 1, t->c.burst[k].size, (double)t->c.burst[k].bound_ns / 1e6,
+			     (unsigned long long)t->cls_reqs[k],
+			     (unsigned long long)t->cls_late[k]);
 	}
 	pthread_mutex_unlock(&q->lock);
 }

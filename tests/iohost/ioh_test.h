@@ -158,6 +158,45 @@ static inline void ioh_refused(const struct ioh_proc *p, const char *line, const
 }
 
 /* SIGTERM, and it must exit 0 within 10 s. */
+/* Prometheus text as its parsers want it: every sample right after its
+ * family's TYPE (a histogram's _bucket, _sum and _count too), each
+ * family's TYPE once: the lines of a family together. */
+static inline void prom_check_grouped(const char *text)
+{
+	char cur[128] = "", seen[8192] = " ";
+	unsigned samples = 0;
+	for (const char *l = text; *l;) {
+		const char *e = strchr(l, '\n');
+		size_t len = e ? (size_t)(e - l) : strlen(l);
+		if (len > 7 && !strncmp(l, "# TYPE ", 7)) {
+			size_t k = strcspn(l + 7, " \n");
+			CHECK(k < sizeof(cur));
+			snprintf(cur, sizeof(cur), "%.*s", (int)k, l + 7);
+			char key[140];
+			snprintf(key, sizeof(key), " %s ", cur);
+			if (strstr(seen, key))
+				fprintf(stderr, "prom: TYPE %s twice\n", cur);
+			CHECK(!strstr(seen, key));
+			CHECK(strlen(seen) + strlen(key) < sizeof(seen));
+			strcat(seen, key + 1);
+		} else if (len && l[0] != '#' && strncmp(l, "ok", len)) {
+			size_t k = strcspn(l, "{ ");
+			size_t c = strlen(cur);
+			bool ok = k >= c && !strncmp(l, cur, c) &&
+				  (k == c || (k - c == 7 && !strncmp(l + c, "_bucket", 7)) ||
+				   (k - c == 4 && !strncmp(l + c, "_sum", 4)) ||
+				   (k - c == 6 && !strncmp(l + c, "_count", 6)));
+			if (!ok)
+				fprintf(stderr, "prom: '%.*s' is not in family %s\n", (int)len, l,
+					cur);
+			CHECK(ok);
+			samples++;
+		}
+		l += len + (e != NULL);
+	}
+	CHECK(samples > 0);
+}
+
 static inline void ioh_stop(struct ioh_proc *p)
 {
 	kill(p->pid, SIGTERM);

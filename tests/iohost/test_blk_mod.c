@@ -366,6 +366,7 @@ int main(void)
 		CHECK(rd == 100 && wr == 50 && ot == 1 && rb == 409600 && wb == 204800);
 		free(ls);
 		char *pr = ioh_ok(&ioh, "prom");
+		prom_check_grouped(pr);
 		snprintf(want, sizeof(want),
 			 "zerolink_iohost_tenant_latency_seconds_count{device=\"%s\",tenant=\"uid "
 			 "%u\"} ",

@@ -5,8 +5,10 @@
  * removed at run time, the limit is gone. Tenant specs that make no sense
  * are refused with a reason: no device, an unknown device, a reservation
  * above the limit, everyone as users, a user in two tenants, an unknown
- * key; removing a tenant that does not exist says so. `ls` and `prom`
- * show the tenants. (Reservations under contention are measured by
+ * key, burst classes without a reservation or out of order; removing a
+ * tenant that does not exist says so. `ls` and `prom` show the tenants.
+ * Burst classes: requests are classed by their envelopes, counted, and
+ * counted late past their bound. (Reservations under contention are measured by
  * `zerolink bench --only qos`, not asserted on timing here.)
  */
 #include "ioh_test.h"
@@ -100,6 +102,65 @@ int main(void)
 	printf("limit removed: %.0f ops/s (at least %.0f)\n", again, want);
 	CHECK(again > want);
 
+	/* burst classes (Nested QoS): the buckets start full and refill at
+	 * the reservation (1 op/s here: nothing in this test's time). Of 80
+	 * reads arriving 16 at a time, the first 16 fit class 1, the next 48
+	 * class 2 (64 less the 16 that class 1 took from it), the last 16
+	 * neither; all are served. */
+	snprintf(line, sizeof(line), "tenant bursty device=%s users=%u reserve=1 burst=16@1s,64@2s",
+		 dev, (unsigned)geteuid());
+	free(ioh_ok(&ioh, line));
+	for (int round = 0; round < 5; round++) {
+		struct zl_blk_req r[16];
+		struct zl_blk_cpl c[16];
+		for (int i = 0; i < 16; i++)
+			r[i] = (struct zl_blk_req){
+				.op = ZL_BLK_OP_READ, .len = 4096, .offset = (uint64_t)i * 4096};
+		for (int s = 0; s < 16;) {
+			int n = zl_blk_submit(q, r + s, (unsigned)(16 - s), 0);
+			CHECK(n > 0);
+			s += n;
+		}
+		for (int got = 0; got < 16;) {
+			int n = zl_blk_reap(q, c, 16, 0);
+			CHECK(n > 0);
+			for (int i = 0; i < n; i++) {
+				CHECK_EQ(c[i].status, 0);
+				zl_blk_cpl_release(q, &c[i]);
+			}
+			got += n;
+		}
+	}
+	ls = ioh_ok(&ioh, "ls");
+	printf("%s", ls);
+	CHECK(strstr(ls, "burst class 1: 16 ops within 1000.000 ms; 16 requests, 0 late"));
+	CHECK(strstr(ls, "burst class 2: 64 ops within 2000.000 ms; 48 requests, 0 late"));
+	free(ls);
+	pr = ioh_ok(&ioh, "prom");
+	CHECK(strstr(pr, "zerolink_iohost_qos_burst_requests_total{device=\""));
+	CHECK(strstr(pr, "tenant=\"bursty (uid "));
+	CHECK(strstr(pr, ",class=\"2\"} 48\n"));
+	prom_check_grouped(pr); /* two tenants' lines, and those of the devices */
+	free(pr);
+	/* a request done later than its class's bound is counted late: 1 MiB
+	 * cannot be copied within 1 us */
+	snprintf(line, sizeof(line), "tenant bursty device=%s users=%u reserve=1 burst=256@1us",
+		 dev, (unsigned)geteuid());
+	free(ioh_ok(&ioh, line));
+	{
+		struct zl_blk_req r = {.op = ZL_BLK_OP_READ, .len = 1 << 20, .offset = 0};
+		struct zl_blk_cpl c;
+		CHECK_EQ(zl_blk_submit(q, &r, 1, 0), 1);
+		CHECK_EQ(zl_blk_reap(q, &c, 1, 0), 1);
+		CHECK_EQ(c.status, 0);
+		zl_blk_cpl_release(q, &c);
+	}
+	ls = ioh_ok(&ioh, "ls");
+	CHECK(strstr(ls, "burst class 1: 256 ops within 0.001 ms; 1 requests, 1 late"));
+	free(ls);
+	snprintf(line, sizeof(line), "untenant %s bursty", dev);
+	free(ioh_ok(&ioh, line));
+
 	/* refused, with a reason */
 	snprintf(line, sizeof(line), "tenant t users=1");
 	ioh_refused(&ioh, line, "which device");
@@ -115,6 +176,22 @@ int main(void)
 	ioh_refused(&ioh, line, "unknown tenant key 'speed'");
 	snprintf(line, sizeof(line), "tenant t device=%s users=1 weight=0", dev);
 	ioh_refused(&ioh, line, "bad value for weight");
+	snprintf(line, sizeof(line), "tenant t device=%s users=1 burst=32@2ms", dev);
+	ioh_refused(&ioh, line, "burst classes refill at the reservation");
+	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=10 burst=32", dev);
+	ioh_refused(&ioh, line, "bad value for burst: '32'");
+	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=10 burst=0@2ms", dev);
+	ioh_refused(&ioh, line, "bad value for burst");
+	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=10 burst=32@2", dev);
+	ioh_refused(&ioh, line, "bad value for burst");
+	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=10 burst=32@500ns", dev);
+	ioh_refused(&ioh, line, "at least 1us");
+	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=10 burst=32@2ms,16@5ms",
+		 dev);
+	ioh_refused(&ioh, line, "larger than the one before it");
+	snprintf(line, sizeof(line),
+		 "tenant t device=%s users=1 reserve=10 burst=1@1ms,2@2ms,3@3ms,4@4ms,5@5ms", dev);
+	ioh_refused(&ioh, line, "at most 4 classes");
 	snprintf(line, sizeof(line), "tenant a device=%s users=1,2", dev);
 	free(ioh_ok(&ioh, line));
 	snprintf(line, sizeof(line), "tenant b device=%s users=2", dev);
