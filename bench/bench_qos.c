@@ -561,8 +561,8 @@ void ratios_qos(void (*target)(const char *, double, double, bool))
 	       qv("qos", "qos-bulk-alone") / qv("none", "qos-bulk-alone"), 0.9, false);
 	const struct result *b = result_find("burst-class", "qos-burst-host", 4096, "share");
 	if (b) /* the share of class requests the I/O host served late, at most 1% */
-		target("QoS: burst class, requests late in the I/O host (%)", 100 - b->median, 1.0,
-		       true);
+		target("QoS: burst class, late in the I/O host / 1% of requests", 100 - b->median,
+		       1.0, true);
 }
 
 int chart_qos(const char *png)
