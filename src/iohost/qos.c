@@ -413,13 +413,13 @@ int qos_unset(struct device *d, const char *name, char *err, size_t errlen)
 static void who(const struct qos_tenant *t, char *b, size_t n)
 {
 	if (!t->configured) {
-		if (t->uid == UINT32_MAX - 1) /* a tenant removed, or given way */
-		{
-			if (t->c.name[0])
-				snprintf(b, n, "%s (removed)", t->c.name);
-			else
-				snprintf(b, n, "a user's own (now in a tenant)");
-		} else if (t->uid == UINT32_MAX)
+		/* UINT32_MAX - 1: a tenant removed, or a user's own entry that
+		 * gave way to a tenant (its requests in flight keep it) */
+		if (t->uid == UINT32_MAX - 1 && t->c.name[0])
+			snprintf(b, n, "%s (removed)", t->c.name);
+		else if (t->uid == UINT32_MAX - 1)
+			snprintf(b, n, "a user's own (now in a tenant)");
+		else if (t->uid == UINT32_MAX)
 			snprintf(b, n, "tcp");
 		else
 			snprintf(b, n, "uid %u", t->uid);
