@@ -539,7 +539,7 @@ void report_qos(void)
 	       "p99.9", "within 2 ms");
 	static const char *const what[4] = {"alone, no QoS", "gold and bulk on, no QoS",
 					    "QoS, silver reserved",
-					    "QoS, reserved + class " BURST_CLASS};
+					    ("QoS, reserved + class " BURST_CLASS)};
 	for (int k = 0; k < 4; k++) {
 		const struct result *l = result_find(burst_path[k], "qos-burst", 4096, "lat");
 		const struct result *l9 = result_find(burst_path[k], "qos-burst-p90", 4096, "lat");
