@@ -4,7 +4,9 @@
  * backend reads back the same, through the synchronous calls, the
  * asynchronous queue (copies and views), zero-copy writes, several queues
  * from several threads, flush, FUA, discard and write-zeroes; the file
- * backend's file holds what was written; a read-only device refuses writes.
+ * backend's file holds what was written (files in memory: large requests
+ * copied in parts, by the sidecore and a worker); a read-only device
+ * refuses writes.
  */
 #include <pthread.h>
 
@@ -273,9 +275,12 @@ int main(void)
 	snprintf(spec[4], 256, "%s:backend=file,path=%s,size=64M,direct=no", ioh_dev("fbuf"), pbuf);
 	snprintf(spec[5], 256, "%s:backend=file,path=%s,readonly=yes", ioh_dev("ro"), pro);
 	snprintf(spec[6], 256, "%s:backend=ram,size=64M,block_size=4096", ioh_dev("ram4k"));
-	const char *args[] = {"--sidecores", "0,1",   "--device", spec[0], "--device", spec[1],
-			      "--device",    spec[2], "--device", spec[3], "--device", spec[4],
-			      "--device",    spec[5], "--device", spec[6], NULL};
+	/* a worker: large reads and writes of the files in memory (f512,
+	 * f4k) are copied in parts shared with it */
+	const char *args[] = {"--sidecores", "0,1",      "--workers", "1",        "--device",
+			      spec[0],       "--device", spec[1],     "--device", spec[2],
+			      "--device",    spec[3],    "--device",  spec[4],    "--device",
+			      spec[5],       "--device", spec[6],     NULL};
 	ioh_start(&ioh, args);
 	ctx = test_ctx("test_blk_io");
 
@@ -285,6 +290,15 @@ int main(void)
 	exercise(ioh_dev("f512"), true, p512);
 	exercise(ioh_dev("f4k"), true, p4k);
 	exercise(ioh_dev("fbuf"), true, pbuf);
+	{
+		/* the 1 MiB requests of f512 and f4k went in parts */
+		char *pr = ioh_ok(&ioh, "prom");
+		const char *j = strstr(pr, "\nzerolink_iohost_worker_jobs_total ");
+		CHECK(j);
+		printf("requests shared with the worker: %s", j + 1);
+		CHECK(strtoull(j + 35, NULL, 10) > 0);
+		free(pr);
+	}
 	threads(ioh_dev("ram"));
 	threads(ioh_dev("f512"));
 
