@@ -166,32 +166,26 @@ int main(void)
 	ioh_refused(&ioh, line, "which device");
 	snprintf(line, sizeof(line), "tenant t device=nosuch-%d users=1", (int)getpid());
 	ioh_refused(&ioh, line, "no device");
-	snprintf(line, sizeof(line), "tenant t device=%s", dev);
-	ioh_refused(&ioh, line, "who?");
-	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=5000 limit=100", dev);
-	ioh_refused(&ioh, line, "above its limit");
-	snprintf(line, sizeof(line), "tenant t device=%s users=*", dev);
-	ioh_refused(&ioh, line, "names its users");
-	snprintf(line, sizeof(line), "tenant t device=%s users=1 speed=9", dev);
-	ioh_refused(&ioh, line, "unknown tenant key 'speed'");
-	snprintf(line, sizeof(line), "tenant t device=%s users=1 weight=0", dev);
-	ioh_refused(&ioh, line, "bad value for weight");
-	snprintf(line, sizeof(line), "tenant t device=%s users=1 burst=32@2ms", dev);
-	ioh_refused(&ioh, line, "burst classes refill at the reservation");
-	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=10 burst=32", dev);
-	ioh_refused(&ioh, line, "bad value for burst: '32'");
-	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=10 burst=0@2ms", dev);
-	ioh_refused(&ioh, line, "bad value for burst");
-	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=10 burst=32@2", dev);
-	ioh_refused(&ioh, line, "bad value for burst");
-	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=10 burst=32@500ns", dev);
-	ioh_refused(&ioh, line, "at least 1us");
-	snprintf(line, sizeof(line), "tenant t device=%s users=1 reserve=10 burst=32@2ms,16@5ms",
-		 dev);
-	ioh_refused(&ioh, line, "larger than the one before it");
-	snprintf(line, sizeof(line),
-		 "tenant t device=%s users=1 reserve=10 burst=1@1ms,2@2ms,3@3ms,4@4ms,5@5ms", dev);
-	ioh_refused(&ioh, line, "at most 4 classes");
+	static const struct {
+		const char *keys, *why; /* after "tenant t device=DEV" */
+	} bad[] = {
+		{"", "who?"},
+		{"users=1 reserve=5000 limit=100", "above its limit"},
+		{"users=*", "names its users"},
+		{"users=1 speed=9", "unknown tenant key 'speed'"},
+		{"users=1 weight=0", "bad value for weight"},
+		{"users=1 burst=32@2ms", "burst classes refill at the reservation"},
+		{"users=1 reserve=10 burst=32", "bad value for burst: '32'"},
+		{"users=1 reserve=10 burst=0@2ms", "bad value for burst"},
+		{"users=1 reserve=10 burst=32@2", "bad value for burst"},
+		{"users=1 reserve=10 burst=32@500ns", "at least 1us"},
+		{"users=1 reserve=10 burst=32@2ms,16@5ms", "larger than the one before it"},
+		{"users=1 reserve=10 burst=1@1ms,2@2ms,3@3ms,4@4ms,5@5ms", "at most 4 classes"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(line, sizeof(line), "tenant t device=%s %s", dev, bad[i].keys);
+		ioh_refused(&ioh, line, bad[i].why);
+	}
 	snprintf(line, sizeof(line), "tenant a device=%s users=1,2", dev);
 	free(ioh_ok(&ioh, line));
 	snprintf(line, sizeof(line), "tenant b device=%s users=2", dev);
