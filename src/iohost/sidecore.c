@@ -161,9 +161,18 @@ static bool sc_inbox(struct sidecore *sc)
 	return run;
 }
 
+/* Completions wait in the kernel for this thread to post them (the ring
+ * is COOP_TASKRUN: no interrupt to a polling sidecore for each one). */
+static bool sc_taskrun(struct sidecore *sc)
+{
+	return IO_URING_READ_ONCE(*sc->ring.sq.kflags) & IORING_SQ_TASKRUN;
+}
+
 static unsigned sc_reap(struct sidecore *sc)
 {
 	struct io_uring_cqe *cqes[SC_CQE_BURST];
+	if (sc_taskrun(sc))
+		io_uring_get_events(&sc->ring);
 	unsigned n = io_uring_peek_batch_cqe(&sc->ring, cqes, SC_CQE_BURST);
 	for (unsigned i = 0; i < n; i++) {
 		struct ioreq *r = io_uring_cqe_get_data(cqes[i]);
@@ -247,8 +256,8 @@ static void sc_sleep(struct sidecore *sc)
 	for (unsigned i = 0; i < sc->nq && !work; i++)
 		if (sc->fes[i]->ops->arm(sc->fes[i]))
 			work = true;
-	if (!work && !zl_read_once(&sc->inbox) && !io_uring_cq_ready(&sc->ring) && !sc->done_head &&
-	    !sc->wait_head && !sc->jobs_head) {
+	if (!work && !zl_read_once(&sc->inbox) && !io_uring_cq_ready(&sc->ring) &&
+	    !sc_taskrun(sc) && !sc->done_head && !sc->wait_head && !sc->jobs_head) {
 		struct epoll_event ev[16];
 		__atomic_fetch_add(&sc->sleeps, 1, __ATOMIC_RELAXED);
 		int n = epoll_wait(sc->ep, ev, 16, sc->uring_inflight ? SC_INFLIGHT_SLEEP_MS : -1);
@@ -344,7 +353,14 @@ int sc_start(struct sidecore *sc, unsigned idx, int cpu, uint32_t idle_us)
 	sc->idle_ns = idle_us * 1000u;
 	sc->ring_efd = -1;
 	pthread_mutex_init(&sc->inbox_lock, NULL);
-	int r = io_uring_queue_init(SC_RING_ENTRIES, &sc->ring, 0);
+	/* a completion (a disk's, from its interrupt) leaves its posting to
+	 * this thread's next look instead of interrupting it: the sidecore
+	 * polls anyway, and each interrupt between cores costs tens of
+	 * microseconds on a VM; kernels before 5.19 lack it */
+	int r = io_uring_queue_init(SC_RING_ENTRIES, &sc->ring,
+				    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+	if (r == -EINVAL)
+		r = io_uring_queue_init(SC_RING_ENTRIES, &sc->ring, 0);
 	if (r < 0)
 		return r;
 	sc->ring_ok = true;
