@@ -256,8 +256,12 @@ static void sc_sleep(struct sidecore *sc)
 	for (unsigned i = 0; i < sc->nq && !work; i++)
 		if (sc->fes[i]->ops->arm(sc->fes[i]))
 			work = true;
-	if (!work && !zl_read_once(&sc->inbox) && !io_uring_cq_ready(&sc->ring) &&
-	    !sc_taskrun(sc) && !sc->done_head && !sc->wait_head && !sc->jobs_head) {
+	/* completions the kernel holds for us are posted now, and seen below
+	 * (this clears the flag: a sidecore never stays up for it) */
+	if (sc_taskrun(sc))
+		io_uring_get_events(&sc->ring);
+	if (!work && !zl_read_once(&sc->inbox) && !io_uring_cq_ready(&sc->ring) && !sc->done_head &&
+	    !sc->wait_head && !sc->jobs_head) {
 		struct epoll_event ev[16];
 		__atomic_fetch_add(&sc->sleeps, 1, __ATOMIC_RELAXED);
 		int n = epoll_wait(sc->ep, ev, 16, sc->uring_inflight ? SC_INFLIGHT_SLEEP_MS : -1);
