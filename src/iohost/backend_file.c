@@ -338,61 +338,6 @@ static int file_rw(struct device *d, uint8_t op, uint64_t off, const struct iove
 	return file_sys_rw(d, op, off, iov, n, len, flags);
 }
 
-/* A large read or write of a file in memory is copied in parts of
- * FILE_PART bytes shared with the I/O host's workers, if it has any (as
- * crypt's are): the sidecore goes on to its next requests and takes parts
- * between its other duties. One core's copy is what a 1 MiB request
- * would otherwise be held to. */
-#define FILE_PART (128u << 10)
-
-struct file_job {
-	struct sc_job sj;
-	int err; /* atomic: the first failure, -errno */
-};
-
-static void file_part(void *arg, unsigned part)
-{
-	struct file_job *j = arg;
-	struct ioreq *r = j->sj.r;
-	size_t from = (size_t)part * FILE_PART;
-	uint32_t len = r->len - from < FILE_PART ? (uint32_t)(r->len - from) : FILE_PART;
-	struct iovec v[IOH_MAX_SEGS];
-	unsigned n = iov_slice(r->iov, r->niov, from, len, v);
-	int fl = r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;
-	int e = file_rw(r->dev, r->op, r->off + from, v, n, len, fl);
-	if (e) {
-		int none = 0;
-		__atomic_compare_exchange_n(&j->err, &none, e, false, __ATOMIC_RELAXED,
-					    __ATOMIC_RELAXED);
-	}
-}
-
-static void file_fin(struct sc_job *sj)
-{
-	struct file_job *j = (struct file_job *)sj;
-	int e = __atomic_load_n(&j->err, __ATOMIC_RELAXED);
-	sj->r->status = e ? dev_status(e) : 0;
-	free(j);
-}
-
-/* r in parts on the workers; false: not worth it, or no memory (then the
- * caller does it itself). */
-static bool file_parts(struct sidecore *sc, struct ioreq *r)
-{
-	if (r->bounce || r->len <= FILE_PART || !workers_count())
-		return false;
-	struct file_job *j = malloc(sizeof(*j));
-	if (!j)
-		return false;
-	*j = (struct file_job){.sj = {.w = {.fn = file_part,
-					    .arg = j,
-					    .nparts = (r->len + FILE_PART - 1) / FILE_PART},
-				      .r = r,
-				      .fin = file_fin}};
-	sc_job_start(sc, &j->sj);
-	return true;
-}
-
 /* r, done by the sidecore itself (inline devices): file_rw, or the system
  * call the operation needs. */
 static void inline_submit(struct sidecore *sc, struct ioreq *r)
@@ -402,7 +347,7 @@ static void inline_submit(struct sidecore *sc, struct ioreq *r)
 	switch (r->op) {
 	case ZL_BLK_OP_READ:
 	case ZL_BLK_OP_WRITE: {
-		if (file_parts(sc, r))
+		if (dev_rw_parts(sc, r))
 			return; /* completed by sc_jobs() when its parts are done */
 		struct iovec b = {r->bounce, r->len};
 		int fl = r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;

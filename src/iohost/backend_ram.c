@@ -68,6 +68,8 @@ static void ram_submit(struct sidecore *sc, struct ioreq *r)
 	switch (r->op) {
 	case ZL_BLK_OP_READ:
 	case ZL_BLK_OP_WRITE:
+		if (dev_rw_parts(sc, r))
+			return; /* completed by sc_jobs() when its parts are done */
 		ram_rw(d, r->op, r->off, r->iov, r->niov, r->len, 0);
 		break;
 	case ZL_BLK_OP_DISCARD:

@@ -201,6 +201,45 @@ void mem_copy(char *mem, uint8_t op, const struct iovec *iov, unsigned n)
 	}
 }
 
+/* dev_rw_parts: one part, through the device's rw (a copy to or from its
+ * memory, or system calls where a file's mapping is cold). */
+static void rw_part(void *arg, unsigned part)
+{
+	struct sc_job *j = arg;
+	struct ioreq *r = j->r;
+	size_t from = (size_t)part * DEV_PART;
+	uint32_t len = r->len - from < DEV_PART ? (uint32_t)(r->len - from) : DEV_PART;
+	struct iovec v[IOH_MAX_SEGS];
+	unsigned n = iov_slice(r->iov, r->niov, from, len, v);
+	int fl = r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;
+	int e = r->dev->rw(r->dev, r->op, r->off + from, v, n, len, fl);
+	if (e)
+		sc_job_fail(j, e);
+}
+
+static void rw_fin(struct sc_job *j)
+{
+	int e = __atomic_load_n(&j->err, __ATOMIC_RELAXED);
+	j->r->status = e ? dev_status(e) : 0;
+	free(j);
+}
+
+/* One core's copy is what a 1 MiB request would otherwise be held to. */
+bool dev_rw_parts(struct sidecore *sc, struct ioreq *r)
+{
+	if (!r->dev->rw || r->bounce || r->len <= DEV_PART || !workers_count())
+		return false;
+	struct sc_job *j = malloc(sizeof(*j));
+	if (!j)
+		return false;
+	*j = (struct sc_job){
+		.w = {.fn = rw_part, .arg = j, .nparts = (r->len + DEV_PART - 1) / DEV_PART},
+		.r = r,
+		.fin = rw_fin};
+	sc_job_start(sc, j);
+	return true;
+}
+
 unsigned iov_slice(const struct iovec *iov, unsigned n, size_t from, size_t len, struct iovec *out)
 {
 	unsigned k = 0;

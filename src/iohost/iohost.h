@@ -354,6 +354,12 @@ int dev_check(const struct device *d, const struct ioreq *r);
 void dev_submit(struct sidecore *sc, struct ioreq *r);
 /* Past QoS: the interposition chain, then the backend. */
 void dev_dispatch(struct sidecore *sc, struct ioreq *r);
+/* A read or write of a device with d->rw (synchronous: RAM, a file in
+ * memory), backend's submit: over DEV_PART bytes and with workers, its
+ * copy is left to them in parts (true; completed when they are done);
+ * false: the caller does it. */
+#define DEV_PART (128u << 10)
+bool dev_rw_parts(struct sidecore *sc, struct ioreq *r);
 /* Count a finished request in the device's statistics. */
 void dev_account(struct ioreq *r);
 /* A finished request on its way back: the modules' complete hooks, then
@@ -415,16 +421,20 @@ void sc_post(struct sidecore *sc, enum sc_cmd_kind kind, struct fe *f);
 /* A request finished on sc (sidecore thread). */
 void sc_complete(struct sidecore *sc, struct ioreq *r);
 /* A request's work left running on the workers (a module's submit that
- * returned MOD_ASYNC): the sidecore takes parts of it too, between its
- * other duties, and when every part is done calls fin, which sets
- * r->status and may free the job, then completes r. */
+ * returned MOD_ASYNC, a large copy of a synchronous device): the sidecore
+ * takes parts of it too, between its other duties, and when every part
+ * is done calls fin, which sets r->status and may free the job, then
+ * completes r. */
 struct sc_job {
 	struct wjob w;
 	struct ioreq *r;
 	void (*fin)(struct sc_job *j);
 	struct sc_job *next;
+	int err; /* atomic: the first failure of a part, -errno; 0 none */
 };
 void sc_job_start(struct sidecore *sc, struct sc_job *j);
+/* A part of j failed with e (any thread; the first failure is kept). */
+void sc_job_fail(struct sc_job *j, int e);
 /* An io_uring entry for the sidecore's ring, submitting if it is full. */
 struct io_uring_sqe *sc_sqe(struct sidecore *sc);
 

@@ -352,7 +352,6 @@ struct crypt_job {
 	bool enc;           /* encrypt (writes) or decrypt (reads) */
 	bool io;            /* each part does its own I/O through the device's rw */
 	unsigned char *dst; /* a write's ciphertext (not io), or NULL: in place */
-	int err;            /* atomic: the first failure, -errno */
 };
 
 static void crypt_part(void *arg, unsigned part)
@@ -395,11 +394,8 @@ static void crypt_part(void *arg, unsigned part)
 			e = r->dev->rw(r->dev, ZL_BLK_OP_WRITE, r->off + from, &bv, 1, len, fl);
 		}
 	}
-	if (e) {
-		int none = 0;
-		__atomic_compare_exchange_n(&j->err, &none, e, false, __ATOMIC_RELAXED,
-					    __ATOMIC_RELAXED);
-	}
+	if (e)
+		sc_job_fail(&j->sj, e); /* (its err also serves the fork-join path) */
 }
 
 static unsigned nparts(const struct ioreq *r)
@@ -411,7 +407,7 @@ static unsigned nparts(const struct ioreq *r)
 static int32_t crypt_status(struct crypt_job *j)
 {
 	struct ioreq *r = j->r;
-	int e = __atomic_load_n(&j->err, __ATOMIC_RELAXED);
+	int e = __atomic_load_n(&j->sj.err, __ATOMIC_RELAXED);
 	if (!e) {
 		__atomic_fetch_add(j->enc ? &j->c->bytes_enc : &j->c->bytes_dec, r->len,
 				   __ATOMIC_RELAXED);

@@ -47,6 +47,12 @@ void sc_complete(struct sidecore *sc, struct ioreq *r)
 	sc->done_tail = r;
 }
 
+void sc_job_fail(struct sc_job *j, int e)
+{
+	int none = 0;
+	__atomic_compare_exchange_n(&j->err, &none, e, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 void sc_job_start(struct sidecore *sc, struct sc_job *j)
 {
 	j->next = NULL;

@@ -4,9 +4,9 @@
  * backend reads back the same, through the synchronous calls, the
  * asynchronous queue (copies and views), zero-copy writes, several queues
  * from several threads, flush, FUA, discard and write-zeroes; the file
- * backend's file holds what was written (files in memory: large requests
- * copied in parts, by the sidecore and a worker); a read-only device
- * refuses writes.
+ * backend's file holds what was written (RAM disks and files in memory:
+ * large requests copied in parts, by the sidecore and a worker); a
+ * read-only device refuses writes.
  */
 #include <pthread.h>
 
@@ -275,8 +275,8 @@ int main(void)
 	snprintf(spec[4], 256, "%s:backend=file,path=%s,size=64M,direct=no", ioh_dev("fbuf"), pbuf);
 	snprintf(spec[5], 256, "%s:backend=file,path=%s,readonly=yes", ioh_dev("ro"), pro);
 	snprintf(spec[6], 256, "%s:backend=ram,size=64M,block_size=4096", ioh_dev("ram4k"));
-	/* a worker: large reads and writes of the files in memory (f512,
-	 * f4k) are copied in parts shared with it */
+	/* a worker: large reads and writes of the RAM disks and the files in
+	 * memory (f512, f4k) are copied in parts shared with it */
 	const char *args[] = {"--sidecores", "0,1",      "--workers", "1",        "--device",
 			      spec[0],       "--device", spec[1],     "--device", spec[2],
 			      "--device",    spec[3],    "--device",  spec[4],    "--device",
@@ -291,7 +291,7 @@ int main(void)
 	exercise(ioh_dev("f4k"), true, p4k);
 	exercise(ioh_dev("fbuf"), true, pbuf);
 	{
-		/* the 1 MiB requests of f512 and f4k went in parts */
+		/* the 1 MiB requests of ram, ram4k, f512 and f4k went in parts */
 		char *pr = ioh_ok(&ioh, "prom");
 		const char *j = strstr(pr, "\nzerolink_iohost_worker_jobs_total ");
 		CHECK(j);
