@@ -15,7 +15,10 @@
  *   zerolink-crypt  the zerolink path through the AES-XTS-256 module, on a
  *                 device with 4 KiB blocks (cryptsetup's LUKS2 choice on
  *                 4K disks), its large requests shared with a worker of the
- *                 I/O host on the client's core (it sleeps when idle)
+ *                 I/O host on the client's core (it sleeps when idle); the
+ *                 module's default engine (VAES where the CPU has it)
+ *   crypt-openssl the same with OpenSSL's engine (crypt_engine = openssl),
+ *                 1 MiB tests only: what the VAES engine gains
  *
  * Tests: 4 KiB random read and write at queue depth 1 and 32, 1 MiB
  * sequential read and write at depth 8. Servers (the I/O host's sidecore,
@@ -54,9 +57,23 @@ static const struct blk_test tests[] = {
 };
 #define NTESTS (sizeof(tests) / sizeof(tests[0]))
 
-enum path { P_URING, P_FIO_URING, P_ZL, P_ZL_NBD, P_NBDKIT, P_QEMU_NBD, P_ZL_CRYPT, NPATHS };
-static const char *const path_name[NPATHS] = {
-	"uring", "fio-uring", "zerolink", "zerolink-nbd", "nbdkit", "qemu-nbd", "zerolink-crypt"};
+enum path {
+	P_URING,
+	P_FIO_URING,
+	P_ZL,
+	P_ZL_NBD,
+	P_NBDKIT,
+	P_QEMU_NBD,
+	P_ZL_CRYPT,
+	P_ZL_CRYPT_OSSL,
+	NPATHS
+};
+static const char *const path_name[NPATHS] = {"uring",          "fio-uring",    "zerolink",
+					      "zerolink-nbd",   "nbdkit",       "qemu-nbd",
+					      "zerolink-crypt", "crypt-openssl"};
+
+/* the I/O host's devices: plain, encrypted, encrypted with OpenSSL's engine */
+enum { D_PLAIN, D_CRYPT, D_OSSL, NDEVS };
 
 /* One run's outcome. */
 struct blk_out {
@@ -67,17 +84,18 @@ struct blk_out {
 
 static struct {
 	char dir[64];
-	char img[96], cimg[96], ckey[96]; /* the plain device's; the encrypted one's and its key */
+	/* the plain device's image; the encrypted ones' and their key */
+	char img[96], cimg[96], oimg[96], ckey[96];
 	uint64_t size;
 	pid_t ioh;
 	char control[100];
-	char dev[48], cdev[48];
+	char dev[NDEVS][48];
 	int nbd_port;
 	struct zl_ctx *ctx;
-	/* plain, crypt; [2 + i]: the same for the 1 MiB tests, whose client
-	 * spins for the library's default (10 us) and then sleeps, where the
-	 * 4 KiB tests' client spins (their requests take microseconds) */
-	struct zl_blk *blk[4];
+	/* per device: [0] for the 4 KiB tests, whose client spins (their
+	 * requests take microseconds); [1] for the 1 MiB tests, whose client
+	 * spins for the library's default (10 us) and then sleeps */
+	struct zl_blk *blk[NDEVS][2];
 	pid_t nbdkit, qemu;
 	int nbdkit_port, qemu_port;
 	bool have_fio;
@@ -292,7 +310,8 @@ static int run_fio(enum path p, const struct blk_test *t, double secs, struct bl
 	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)B.size);
 	snprintf(out, sizeof(out), "%s/fio.json", B.dir);
 	int port = p == P_ZL_NBD ? B.nbd_port : p == P_NBDKIT ? B.nbdkit_port : B.qemu_port;
-	snprintf(uri, sizeof(uri), "nbd://127.0.0.1:%d/%s", port, p == P_ZL_NBD ? B.dev : "");
+	snprintf(uri, sizeof(uri), "nbd://127.0.0.1:%d/%s", port,
+		 p == P_ZL_NBD ? B.dev[D_PLAIN] : "");
 	const char *rw =
 		t->seq ? (t->write ? "write" : "read") : (t->write ? "randwrite" : "randread");
 	char rwa[32], bsa[32], qda[32], rta[48], sza[48], uria[160], fna[128];
@@ -352,26 +371,32 @@ static int run_fio(enum path p, const struct blk_test *t, double secs, struct bl
 
 static int start_iohost(void)
 {
-	char prog[4096], sc[16], wk[16], d0[256], d1[320], nbd[32];
+	char prog[4096], sc[16], wk[16], d0[256], d1[320], d2[340], nbd[32];
 	cli_iohost_path(prog, sizeof(prog));
 	snprintf(B.control, sizeof(B.control), "%s/iohost.sock", B.dir);
 	snprintf(sc, sizeof(sc), "%d", bo.cpu[0]);
 	/* a worker on the client's core shares large requests' encryption;
 	 * it sleeps when there is none */
 	snprintf(wk, sizeof(wk), "%d", bo.cpu[1]);
-	snprintf(B.dev, sizeof(B.dev), "bench-%d", (int)getpid());
-	snprintf(B.cdev, sizeof(B.cdev), "bench-crypt-%d", (int)getpid());
+	snprintf(B.dev[D_PLAIN], sizeof(B.dev[0]), "bench-%d", (int)getpid());
+	snprintf(B.dev[D_CRYPT], sizeof(B.dev[0]), "bench-crypt-%d", (int)getpid());
+	snprintf(B.dev[D_OSSL], sizeof(B.dev[0]), "bench-crypt-ossl-%d", (int)getpid());
 	/* users=*: the NBD export over TCP, which carries no credentials */
-	snprintf(d0, sizeof(d0), "%s:backend=file,path=%s,users=*", B.dev, B.img);
+	snprintf(d0, sizeof(d0), "%s:backend=file,path=%s,users=*", B.dev[D_PLAIN], B.img);
 	/* the same, encrypted (AES-XTS-256), on an image of its own */
 	snprintf(d1, sizeof(d1),
-		 "%s:backend=file,path=%s,block_size=4096,modules=crypt,crypt_key=%s", B.cdev,
-		 B.cimg, B.ckey);
+		 "%s:backend=file,path=%s,block_size=4096,modules=crypt,crypt_key=%s",
+		 B.dev[D_CRYPT], B.cimg, B.ckey);
+	/* and with OpenSSL's engine */
+	snprintf(d2, sizeof(d2),
+		 "%s:backend=file,path=%s,block_size=4096,modules=crypt,crypt_key=%s,"
+		 "crypt_engine=openssl",
+		 B.dev[D_OSSL], B.oimg, B.ckey);
 	B.nbd_port = port_new();
 	snprintf(nbd, sizeof(nbd), "127.0.0.1:%d", B.nbd_port);
 	const char *argv[] = {prog, "--control", B.control, "--sidecores", sc, "--workers",
-			      wk,   "--device",  d0,        "--device",    d1, "--nbd",
-			      nbd,  NULL};
+			      wk,   "--device",  d0,        "--device",    d1, "--device",
+			      d2,   "--nbd",     nbd,       NULL};
 	B.ioh = iohost_spawn(argv, B.control);
 	return B.ioh ? 0 : -1;
 }
@@ -454,6 +479,7 @@ static int make_image(uint64_t size)
 		return -errno;
 	snprintf(B.img, sizeof(B.img), "/dev/shm/zl-bench-blk-%d.img", (int)getpid());
 	snprintf(B.cimg, sizeof(B.cimg), "/dev/shm/zl-bench-blk-%d.crypt.img", (int)getpid());
+	snprintf(B.oimg, sizeof(B.oimg), "/dev/shm/zl-bench-blk-%d.ossl.img", (int)getpid());
 	snprintf(B.ckey, sizeof(B.ckey), "%s/key", B.dir);
 	B.size = size;
 	/* a key of 64 bytes that are not all the same */
@@ -468,14 +494,17 @@ static int make_image(uint64_t size)
 	}
 	close(fd);
 	int err = fill_file(B.img, size);
-	return err ? err : fill_file(B.cimg, size);
+	if (!err)
+		err = fill_file(B.cimg, size);
+	return err ? err : fill_file(B.oimg, size);
 }
 
 static void teardown(void)
 {
-	for (int i = 0; i < 4; i++)
-		if (B.blk[i])
-			zl_blk_close(B.blk[i]);
+	for (int i = 0; i < NDEVS; i++)
+		for (int j = 0; j < 2; j++)
+			if (B.blk[i][j])
+				zl_blk_close(B.blk[i][j]);
 	if (B.ctx)
 		zl_ctx_close(B.ctx);
 	proc_stop(B.ioh);
@@ -483,6 +512,7 @@ static void teardown(void)
 	proc_stop(B.qemu);
 	unlink(B.img);
 	unlink(B.cimg);
+	unlink(B.oimg);
 	unlink(B.ckey);
 	char p[160];
 	snprintf(p, sizeof(p), "%s/fio.json", B.dir);
@@ -501,9 +531,11 @@ static bool path_on(enum path p)
 	case P_FIO_URING:
 		return B.have_fio;
 	case P_ZL:
-		return B.blk[0] != NULL;
+		return B.blk[D_PLAIN][0] != NULL;
 	case P_ZL_CRYPT:
-		return B.blk[1] != NULL;
+		return B.blk[D_CRYPT][0] != NULL;
+	case P_ZL_CRYPT_OSSL:
+		return B.blk[D_OSSL][1] != NULL;
 	case P_ZL_NBD:
 		return B.have_fio && B.ioh && B.nbd_port;
 	case P_NBDKIT:
@@ -522,8 +554,10 @@ static int run_one(enum path p, const struct blk_test *t, double secs, struct bl
 	case P_URING:
 		return run_uring(t, secs, o);
 	case P_ZL:
-	case P_ZL_CRYPT: {
-		struct zl_blk *b = B.blk[(p == P_ZL_CRYPT) + (t->bs >= (1u << 20) ? 2 : 0)];
+	case P_ZL_CRYPT:
+	case P_ZL_CRYPT_OSSL: {
+		int dev = p == P_ZL ? D_PLAIN : p == P_ZL_CRYPT ? D_CRYPT : D_OSSL;
+		struct zl_blk *b = B.blk[dev][t->bs >= (1u << 20)];
 		return b ? run_zl(b, t, secs, o) : -ENODEV;
 	}
 	default:
@@ -554,15 +588,17 @@ void bench_blk(void)
 	}
 	if (start_iohost())
 		printf("blk: zerolink-iohost did not start; the zerolink paths are skipped\n");
-	for (int i = 0; i < 4 && B.ioh; i++) {
-		struct zl_blk_opts bopt = {
-			.queues = 1, .depth = 32, .spin_ns = i < 2 ? 50000000 : ZL_SPIN_DEFAULT};
-		if (i % 2 && !path_wanted("zerolink-crypt"))
-			continue;
-		if ((err = zl_blk_open(B.ctx, i % 2 ? B.cdev : B.dev, &bopt, &B.blk[i])))
-			printf("blk: zl_blk_open (%s): %s\n", i % 2 ? "crypt" : "plain",
-			       strerror(-err));
-	}
+	static const enum path dev_path[NDEVS] = {P_ZL, P_ZL_CRYPT, P_ZL_CRYPT_OSSL};
+	for (int i = 0; i < NDEVS && B.ioh; i++)
+		for (int big = 0; big < 2; big++) {
+			struct zl_blk_opts bopt = {.queues = 1,
+						   .depth = 32,
+						   .spin_ns = big ? ZL_SPIN_DEFAULT : 50000000};
+			if ((i && !path_wanted(path_name[dev_path[i]])) || (i == D_OSSL && !big))
+				continue;
+			if ((err = zl_blk_open(B.ctx, B.dev[i], &bopt, &B.blk[i][big])))
+				printf("blk: zl_blk_open (%s): %s\n", B.dev[i], strerror(-err));
+		}
 	if (B.have_fio && prog_have("nbdkit") && path_wanted("nbdkit"))
 		B.nbdkit = start_nbd_server(P_NBDKIT, &B.nbdkit_port);
 	if (B.ioh)
@@ -583,7 +619,8 @@ void bench_blk(void)
 		int ok[NPATHS] = {0};
 		for (int r = 0; r < runs; r++) {
 			for (int p = 0; p < NPATHS; p++) {
-				if (!path_on((enum path)p))
+				if (!path_on((enum path)p) ||
+				    (p == P_ZL_CRYPT_OSSL && t->bs < (1u << 20)))
 					continue;
 				progress("blk %s, %s, run %d/%d", t->name, path_name[p], r + 1,
 					 runs);
@@ -674,6 +711,15 @@ void report_blk(void)
 			printf("\n");
 		}
 	}
+	double plain_r = bval("zerolink", "seqread-1m", "throughput"),
+	       plain_w = bval("zerolink", "seqwrite-1m", "throughput");
+	if (!isnan(bval("crypt-openssl", "seqread-1m", "throughput")))
+		printf("  AES-XTS cost at 1 MiB (1 - crypt / plain): default engine read %.0f%%, "
+		       "write %.0f%%; OpenSSL's read %.0f%%, write %.0f%%\n",
+		       100 * (1 - bval("zerolink-crypt", "seqread-1m", "throughput") / plain_r),
+		       100 * (1 - bval("zerolink-crypt", "seqwrite-1m", "throughput") / plain_w),
+		       100 * (1 - bval("crypt-openssl", "seqread-1m", "throughput") / plain_r),
+		       100 * (1 - bval("crypt-openssl", "seqwrite-1m", "throughput") / plain_w));
 }
 
 /* The better (higher IOPS) of the two NBD servers people use today. */

@@ -6,7 +6,7 @@
  *   [tenant NAME]         device, users, reserve, limit, weight (QoS)
  *   [device NAME]         backend, path, size, block_size, direct, inline, readonly,
  *                         users, groups, queue_depth, nbd, modules, crypt_key,
- *                         crc_file
+ *                         crypt_engine, crc_file
  *
  * The same "key = value" pairs describe a device added at run time
  * (`zerolink iohost add NAME key=value ...`).
@@ -214,6 +214,18 @@ int devconf_set(struct devconf *d, const char *key, const char *val, char *err, 
 			r = -ENAMETOOLONG;
 		else
 			snprintf(d->crypt_key, sizeof(d->crypt_key), "%s", val);
+	} else if (!strcmp(key, "crypt_engine")) {
+		if (!strcmp(val, "auto"))
+			d->crypt_engine = CRYPT_AUTO;
+		else if (!strcmp(val, "vaes"))
+			d->crypt_engine = CRYPT_VAES;
+		else if (!strcmp(val, "openssl"))
+			d->crypt_engine = CRYPT_OPENSSL;
+		else {
+			snprintf(err, errlen,
+				 "bad value for crypt_engine: '%s' (auto, vaes, openssl)", val);
+			return -EINVAL;
+		}
 	} else if (!strcmp(key, "crc_file")) {
 		if (strlen(val) >= sizeof(d->crc_file))
 			r = -ENAMETOOLONG;

@@ -249,6 +249,9 @@ static void cmd_prom(struct out *o)
 	     "# HELP zerolink_iohost_crypt_failures_total Units that failed to encrypt or "
 	     "decrypt.\n"
 	     "# TYPE zerolink_iohost_crypt_failures_total counter\n"
+	     "# HELP zerolink_iohost_crypt_engine_info The AES-XTS engine serving the device "
+	     "(module crypt): vaes-avx512 or openssl.\n"
+	     "# TYPE zerolink_iohost_crypt_engine_info gauge\n"
 	     "# HELP zerolink_iohost_write_protected A device behind module ro.\n"
 	     "# TYPE zerolink_iohost_write_protected gauge\n");
 	for (struct device *d = ioh->devs; d; d = d->next)

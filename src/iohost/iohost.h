@@ -63,7 +63,8 @@ struct devconf {
 	char mods[IOH_MAX_MODS][16];
 	unsigned nmods;
 	char crypt_key[256]; /* crypt: the key file (64 bytes) */
-	char crc_file[256];  /* crc32c: the side file (default PATH.crc32c) */
+	enum crypt_engine { CRYPT_AUTO, CRYPT_VAES, CRYPT_OPENSSL } crypt_engine;
+	char crc_file[256]; /* crc32c: the side file (default PATH.crc32c) */
 };
 
 #define QOS_CLASSES 4

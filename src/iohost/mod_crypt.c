@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * crypt: encryption at rest, AES-XTS-256 through OpenSSL's libcrypto, as
- * dm-crypt's aes-xts-plain64: each block of the device (its block_size) is
- * one XTS data unit, its tweak the block's number, little-endian. The key is
- * 64 bytes read from a file (crypt_key = FILE; two AES-256 keys, which must
- * differ), as dm-crypt takes a key file.
+ * crypt: encryption at rest, AES-XTS-256 as dm-crypt's aes-xts-plain64:
+ * each block of the device (its block_size) is one XTS data unit, its tweak
+ * the block's number, little-endian. The key is 64 bytes read from a file
+ * (crypt_key = FILE; two AES-256 keys, which must differ), as dm-crypt
+ * takes a key file.
+ *
+ * Two engines give the same bytes (crypt_engine = auto | vaes | openssl):
+ * the I/O host's own XTS on 512-bit VAES registers (aes_xts.c), as fast as
+ * memory where the CPU has it, and OpenSSL's libcrypto, everywhere. auto
+ * takes the first where the CPU allows, once it has checked, on the device's
+ * own key, that it gives OpenSSL's ciphertext both ways.
  *
  * A write is encrypted from the client's buffer (mapped read-only here)
  * into a buffer of the I/O host's, which the backend writes: the one copy
@@ -39,6 +45,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "aes_xts.h"
 #include "iohost.h"
 
 /* bytes of a request one thread takes at a time */
@@ -61,18 +68,21 @@ struct xts_impl {
 	OSSL_FUNC_cipher_update_fn *update;
 };
 
-/* A thread's context for one direction. */
+/* A thread's context for one direction: OpenSSL's, or our keys. */
 struct xctx {
 	void *alg; /* the provider's */
 	const struct xts_impl *impl;
+	const struct aes_xts_key *vk; /* the VAES engine's, or NULL */
 	bool enc;
 };
 
 struct crypt {
 	unsigned char key[64];
 	struct xts_impl impl;
-	uint32_t unit; /* bytes per data unit: the device's block size */
-	bool fused;    /* the parts do the device's I/O themselves */
+	struct aes_xts_key vk; /* the VAES engine's expanded keys */
+	bool vaes;             /* the VAES engine serves this device */
+	uint32_t unit;         /* bytes per data unit: the device's block size */
+	bool fused;            /* the parts do the device's I/O themselves */
 	/* per thread slot (sidecores, workers): a context for each
 	 * direction, and a part's buffer for fused writes, made when first
 	 * used; a slot is only ever used by its own thread */
@@ -136,6 +146,8 @@ static void xctx_free(struct xctx *x)
 	free(x);
 }
 
+static int engine_choose(struct crypt *c, const struct device *d, char *err, size_t errlen);
+
 static int crypt_open(struct device *d, void **state, char *err, size_t errlen)
 {
 	const char *path = d->conf.crypt_key;
@@ -186,6 +198,14 @@ static int crypt_open(struct device *d, void **state, char *err, size_t errlen)
 		return -ENOSYS;
 	}
 	c->unit = d->conf.block_size;
+	int e = engine_choose(c, d, err, errlen);
+	if (e) {
+		EVP_CIPHER_free(c->impl.cipher);
+		OPENSSL_cleanse(c->key, sizeof(c->key));
+		OPENSSL_cleanse(&c->vk, sizeof(c->vk));
+		free(c);
+		return e;
+	}
 	c->fused = d->rw && d->conf.nmods && !strcmp(d->conf.mods[d->conf.nmods - 1], "crypt");
 	d->flags &= ~(uint32_t)(ZL_BLK_INFO_DISCARD | ZL_BLK_INFO_WRITE_ZEROES);
 	*state = c;
@@ -202,7 +222,29 @@ static void crypt_close(void *state)
 	}
 	EVP_CIPHER_free(c->impl.cipher);
 	OPENSSL_cleanse(c->key, sizeof(c->key));
+	OPENSSL_cleanse(&c->vk, sizeof(c->vk));
 	free(c);
+}
+
+/* A context of the VAES engine or of OpenSSL's, for one direction. */
+static struct xctx *xctx_new(struct crypt *c, bool enc, bool vaes)
+{
+	struct xctx *x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	x->impl = &c->impl;
+	x->enc = enc;
+	if (vaes) {
+		x->vk = &c->vk;
+		return x;
+	}
+	x->alg = c->impl.newctx(c->impl.provctx);
+	if (!x->alg ||
+	    !(enc ? c->impl.einit : c->impl.dinit)(x->alg, c->key, sizeof(c->key), NULL, 0, NULL)) {
+		xctx_free(x);
+		return NULL;
+	}
+	return x;
 }
 
 static struct xctx *ctx_of(struct crypt *c, unsigned slot, bool enc)
@@ -210,34 +252,101 @@ static struct xctx *ctx_of(struct crypt *c, unsigned slot, bool enc)
 	if (slot >= IOH_SLOTS)
 		return NULL;
 	struct xctx **p = enc ? &c->enc[slot] : &c->dec[slot];
-	if (*p)
-		return *p;
-	struct xctx *x = calloc(1, sizeof(*x));
-	if (!x)
-		return NULL;
-	x->impl = &c->impl;
-	x->enc = enc;
-	x->alg = c->impl.newctx(c->impl.provctx);
-	if (!x->alg ||
-	    !(enc ? c->impl.einit : c->impl.dinit)(x->alg, c->key, sizeof(c->key), NULL, 0, NULL)) {
-		xctx_free(x);
-		return NULL;
-	}
-	return *p = x;
+	if (!*p)
+		*p = xctx_new(c, enc, c->vaes);
+	return *p;
 }
 
-/* One data unit, in to out (which may be the same). */
-static bool unit_crypt(struct xctx *x, uint64_t unit_no, const unsigned char *in,
-		       unsigned char *out, uint32_t len)
+/* n consecutive data units from unit_no, in to out (which may be the
+ * same). */
+static bool units_crypt(struct xctx *x, uint64_t unit_no, const unsigned char *in,
+			unsigned char *out, uint32_t unit, size_t n)
 {
-	unsigned char iv[16] = {0};
-	for (int i = 0; i < 8; i++)
-		iv[i] = (unsigned char)(unit_no >> (8 * i));
-	/* the init without a key sets the tweak alone */
+	if (x->vk)
+		return aes_xts_crypt(x->vk, x->enc, unit_no, unit, in, out, unit * n);
 	const struct xts_impl *m = x->impl;
-	size_t n;
-	return (x->enc ? m->einit : m->dinit)(x->alg, NULL, 0, iv, sizeof(iv), NULL) &&
-	       m->update(x->alg, out, &n, len, in, len) && n == len;
+	for (size_t i = 0; i < n; i++, in += unit, out += unit) {
+		unsigned char iv[16] = {0};
+		for (int b = 0; b < 8; b++)
+			iv[b] = (unsigned char)((unit_no + i) >> (8 * b));
+		/* the init without a key sets the tweak alone */
+		size_t len;
+		if (!(x->enc ? m->einit : m->dinit)(x->alg, NULL, 0, iv, sizeof(iv), NULL) ||
+		    !m->update(x->alg, out, &len, unit, in, unit) || len != unit)
+			return false;
+	}
+	return true;
+}
+
+/* Whether the VAES engine gives OpenSSL's bytes under c's key, one unit
+ * each way. */
+static bool vaes_agrees(struct crypt *c)
+{
+	const uint64_t no = 0x0123456789abcdefull;
+	unsigned char *b = malloc(4 * (size_t)c->unit);
+	struct xctx *x[4] = {xctx_new(c, true, true), xctx_new(c, true, false),
+			     xctx_new(c, false, true), xctx_new(c, false, false)};
+	bool ok = b && x[0] && x[1] && x[2] && x[3];
+	if (ok) {
+		unsigned char *in = b, *ours = b + c->unit, *theirs = b + 2 * c->unit,
+			      *back = b + 3 * c->unit;
+		for (uint32_t i = 0; i < c->unit; i++)
+			in[i] = (unsigned char)(i * 131 + (i >> 8) + 7);
+		/* the same ciphertext; decrypted back; and the same
+		 * decryption of bytes that are no one's ciphertext */
+		ok = units_crypt(x[0], no, in, ours, c->unit, 1) &&
+		     units_crypt(x[1], no, in, theirs, c->unit, 1) &&
+		     !memcmp(ours, theirs, c->unit) &&
+		     units_crypt(x[2], no, ours, back, c->unit, 1) && !memcmp(back, in, c->unit) &&
+		     units_crypt(x[2], no, in, ours, c->unit, 1) &&
+		     units_crypt(x[3], no, in, theirs, c->unit, 1) &&
+		     !memcmp(ours, theirs, c->unit);
+	}
+	for (int i = 0; i < 4; i++)
+		xctx_free(x[i]);
+	free(b);
+	return ok;
+}
+
+static const char *engine_name(const struct crypt *c)
+{
+	return c->vaes ? "vaes-avx512" : "openssl";
+}
+
+/* The engine the device asks for (crypt_engine), or the fastest that
+ * gives OpenSSL's bytes; 0 or an error, with its reason in err. */
+static int engine_choose(struct crypt *c, const struct device *d, char *err, size_t errlen)
+{
+	enum crypt_engine want = d->conf.crypt_engine;
+	if (want == CRYPT_OPENSSL)
+		return 0;
+	if (!aes_xts_usable()) {
+		if (want == CRYPT_AUTO)
+			return 0;
+		snprintf(err, errlen,
+			 "device %s: crypt_engine vaes: this CPU lacks VAES, VPCLMULQDQ or "
+			 "AVX-512 (crypt_engine = auto or openssl)",
+			 d->conf.name);
+		return -ENOTSUP;
+	}
+	aes_xts_setkey(&c->vk, c->key);
+	if (vaes_agrees(c)) {
+		c->vaes = true;
+		return 0;
+	}
+	OPENSSL_cleanse(&c->vk, sizeof(c->vk));
+	if (want == CRYPT_AUTO) {
+		fprintf(stderr,
+			"zerolink-iohost: device %s: crypt: the VAES engine's ciphertext differs "
+			"from OpenSSL's; OpenSSL's serves the device\n",
+			d->conf.name);
+		return 0;
+	}
+	snprintf(err, errlen,
+		 "device %s: crypt_engine vaes: its ciphertext differs from OpenSSL's "
+		 "(crypt_engine = openssl)",
+		 d->conf.name);
+	return -EIO;
 }
 
 /* A position in a list of segments. */
@@ -272,41 +381,48 @@ static void cur_copy(struct cur *k, unsigned char *flat, uint32_t n, bool in)
 
 enum { IN_PLACE, IOV_TO_FLAT, FLAT_TO_IOV };
 
-/* len bytes, unit by unit from unit_no: the segments iov in place, or
- * from them into flat, or from flat into them. A unit split across
- * segments goes through tmp. */
+/* len bytes from unit_no: the segments iov in place, or from them into
+ * flat, or from flat into them. The units that lie whole in a segment go
+ * in one call; a unit split across segments goes through tmp. */
 static bool crypt_range(struct crypt *c, struct xctx *x, const struct iovec *iov, int mode,
 			unsigned char *flat, uint64_t unit_no, uint32_t len)
 {
 	unsigned char tmp[4096];
 	struct cur k = {iov, 0, 0};
-	for (uint32_t done = 0; done < len; done += c->unit, unit_no++) {
-		unsigned char *p = NULL;
-		if (k.iov[k.seg].iov_len - k.at >= c->unit) {
-			p = (unsigned char *)k.iov[k.seg].iov_base + k.at;
-			k.at += c->unit;
+	for (uint32_t done = 0; done < len;) {
+		size_t whole = (k.iov[k.seg].iov_len - k.at) / c->unit;
+		bool ok;
+		size_t n = 1;
+		if (whole) {
+			/* whole units in this segment: in one call */
+			n = whole < (len - done) / c->unit ? whole : (len - done) / c->unit;
+			unsigned char *p = (unsigned char *)k.iov[k.seg].iov_base + k.at;
+			if (mode == FLAT_TO_IOV)
+				ok = units_crypt(x, unit_no, flat + done, p, c->unit, n);
+			else
+				ok = units_crypt(x, unit_no, p, mode == IN_PLACE ? p : flat + done,
+						 c->unit, n);
+			k.at += n * c->unit;
 			if (k.at == k.iov[k.seg].iov_len) {
 				k.seg++;
 				k.at = 0;
 			}
-		}
-		bool ok;
-		if (mode == FLAT_TO_IOV) {
-			ok = unit_crypt(x, unit_no, flat + done, p ? p : tmp, c->unit);
-			if (ok && !p)
+		} else if (mode == FLAT_TO_IOV) {
+			ok = units_crypt(x, unit_no, flat + done, tmp, c->unit, 1);
+			if (ok)
 				cur_copy(&k, tmp, c->unit, false);
-		} else if (p) {
-			ok = unit_crypt(x, unit_no, p, mode == IN_PLACE ? p : flat + done, c->unit);
 		} else {
 			struct cur k0 = k;
 			cur_copy(&k, tmp, c->unit, true);
-			ok = unit_crypt(x, unit_no, tmp, mode == IN_PLACE ? tmp : flat + done,
-					c->unit);
+			ok = units_crypt(x, unit_no, tmp, mode == IN_PLACE ? tmp : flat + done,
+					 c->unit, 1);
 			if (ok && mode == IN_PLACE)
 				cur_copy(&k0, tmp, c->unit, false);
 		}
 		if (!ok)
 			return false;
+		done += (uint32_t)(n * c->unit);
+		unit_no += n;
 	}
 	return true;
 }
@@ -509,11 +625,13 @@ static void crypt_report(void *state, const struct device *d, struct out *o, boo
 		     d->conf.name, dd);
 		outf(o, "zerolink_iohost_crypt_failures_total{device=\"%s\"} %llu\n", d->conf.name,
 		     f);
+		outf(o, "zerolink_iohost_crypt_engine_info{device=\"%s\",engine=\"%s\"} 1\n",
+		     d->conf.name, engine_name(c));
 	} else {
 		outf(o,
-		     "    crypt: aes-xts-plain64, %u-byte units; %llu bytes encrypted, %llu "
-		     "decrypted, %llu failures\n",
-		     c->unit, e, dd, f);
+		     "    crypt: aes-xts-plain64 (%s), %u-byte units; %llu bytes encrypted, "
+		     "%llu decrypted, %llu failures\n",
+		     engine_name(c), c->unit, e, dd, f);
 	}
 }
 

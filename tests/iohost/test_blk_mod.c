@@ -218,6 +218,97 @@ static void shrunk(const char *name, const char *shm)
 	free(b);
 }
 
+/* Whether this CPU has what the VAES engine needs (and the kernel keeps
+ * the AVX-512 state: it lists the flags only then). */
+static bool has_vaes(void)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[8192];
+	bool v = false;
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "flags", 5)) {
+			v = strstr(line, " aes") && strstr(line, " avx512f") &&
+			    strstr(line, " avx512bw") && strstr(line, " vaes") &&
+			    strstr(line, " vpclmulqdq");
+			break;
+		}
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/* Each device's engine as ls and prom tell it, both engines' bytes the
+ * same (the file one wrote reads back through the other), and the values
+ * crypt_engine refuses. */
+static void crypt_engines(bool vaes, const char *imgo, const char *k1)
+{
+	const char *fast = vaes ? "vaes-avx512" : "openssl";
+	char *ls = ioh_ok(&ioh, "ls"), *pr = ioh_ok(&ioh, "prom");
+	const struct {
+		const char *dev, *engine;
+	} want[] = {{"c512", fast}, {"s4k", fast}, {"r4k", fast}, {"o4k", "openssl"}};
+	for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		char *at = strstr(ls, ioh_dev(want[i].dev)), *nl;
+		char exp[64], line[256];
+		CHECK(at && (at = strstr(at, "crypt: ")) && (nl = strchr(at, '\n')));
+		snprintf(line, sizeof(line), "%.*s", (int)(nl - at), at);
+		snprintf(exp, sizeof(exp), "aes-xts-plain64 (%s)", want[i].engine);
+		if (!strstr(line, exp)) {
+			fprintf(stderr, "%s: '%s' lacks '%s'\n", want[i].dev, line, exp);
+			exit(1);
+		}
+		snprintf(line, sizeof(line),
+			 "zerolink_iohost_crypt_engine_info{device=\"%s\",engine=\"%s\"} 1",
+			 ioh_dev(want[i].dev), want[i].engine);
+		CHECK(strstr(pr, line));
+	}
+	free(ls);
+	free(pr);
+	/* o512's file (OpenSSL wrote it) through the fast engine, and back */
+	char line[512];
+	snprintf(line, sizeof(line), "add %s backend=file path=%s modules=crypt crypt_key=%s",
+		 ioh_dev("o512b"), imgo, k1);
+	free(ioh_ok(&ioh, line));
+	struct zl_blk *a, *b;
+	CHECK_EQ(zl_blk_open(ctx, ioh_dev("o512"), NULL, &a), 0);
+	CHECK_EQ(zl_blk_open(ctx, ioh_dev("o512b"), NULL, &b), 0);
+	const uint32_t len = 192 << 10;
+	unsigned char *p = malloc(len), *r = malloc(len);
+	fill_pattern(p, len, 91);
+	CHECK_EQ(zl_blk_write(zl_blk_queue(a, 0), p, len, 512 * 7, ZL_BLK_F_FUA), (int)len);
+	CHECK_EQ(zl_blk_read(zl_blk_queue(b, 0), r, len, 512 * 7), (int)len);
+	CHECK(!memcmp(p, r, len));
+	fill_pattern(p, len, 92);
+	CHECK_EQ(zl_blk_write(zl_blk_queue(b, 0), p, len, 512 * 9, ZL_BLK_F_FUA), (int)len);
+	CHECK_EQ(zl_blk_read(zl_blk_queue(a, 0), r, len, 512 * 9), (int)len);
+	CHECK(!memcmp(p, r, len));
+	zl_blk_close(a);
+	zl_blk_close(b);
+	free(p);
+	free(r);
+	snprintf(line, sizeof(line), "rm %s", ioh_dev("o512b"));
+	free(ioh_ok(&ioh, line));
+	/* values refused, with the reason */
+	snprintf(line, sizeof(line),
+		 "add %s backend=ram size=1M modules=crypt crypt_key=%s crypt_engine=fast",
+		 ioh_dev("badeng"), k1);
+	char *e = ioh_ctl(&ioh, line);
+	CHECK(e && strstr(e, "error: ") && strstr(e, "crypt_engine: 'fast' (auto, vaes, openssl)"));
+	free(e);
+	snprintf(line, sizeof(line),
+		 "add %s backend=ram size=1M modules=crypt crypt_key=%s crypt_engine=vaes",
+		 ioh_dev("vaeseng"), k1);
+	e = ioh_ctl(&ioh, line);
+	if (vaes) {
+		CHECK(e && !strncmp(e, "ok", 2));
+		snprintf(line, sizeof(line), "rm %s", ioh_dev("vaeseng"));
+		free(ioh_ok(&ioh, line));
+	} else {
+		CHECK(e && strstr(e, "error: ") && strstr(e, "lacks VAES"));
+	}
+	free(e);
+}
+
 int main(void)
 {
 	char dir[64], k1[96], k2[96], kshort[96], keq[96], img[96], img4k[96];
@@ -262,10 +353,24 @@ int main(void)
 		 "%s:backend=ram,size=%u,block_size=4096,modules=crypt,crypt_key=%s",
 		 ioh_dev("r4k"), DEV_SIZE, k1);
 	snprintf(s7, sizeof(s7), "%s:backend=file,path=%s", ioh_dev("p"), shmp);
+	/* OpenSSL's engine, on a file in memory (its parts do the I/O) and
+	 * on one that is not */
+	char s8[320], s9[320], shmo[96], imgo[96];
+	snprintf(shmo, sizeof(shmo), "/dev/shm/zl-test-mod-%d.o", (int)getpid());
+	snprintf(imgo, sizeof(imgo), "%s/imgo", dir);
+	fill_file(shmo);
+	snprintf(s8, sizeof(s8),
+		 "%s:backend=file,path=%s,size=%u,block_size=4096,modules=crypt,crypt_key=%s,"
+		 "crypt_engine=openssl",
+		 ioh_dev("o4k"), shmo, DEV_SIZE, k1);
+	snprintf(s9, sizeof(s9),
+		 "%s:backend=file,path=%s,size=%u,modules=crypt,crypt_key=%s,crypt_engine=openssl",
+		 ioh_dev("o512"), imgo, DEV_SIZE, k1);
 	const char *args[] = {"--sidecores", "0", "--workers", "0,1", "--device", s0,
 			      "--device",    s1,  "--device",  s2,    "--device", s3,
 			      "--device",    s4,  "--device",  s5,    "--device", s6,
-			      "--device",    s7,  NULL};
+			      "--device",    s7,  "--device",  s8,    "--device", s9,
+			      NULL};
 	ioh_start(&ioh, args);
 	ctx = test_ctx("test_blk_mod");
 	wait_warm();
@@ -275,6 +380,9 @@ int main(void)
 	crypt_device(ioh_dev("s512"), shm, key1, 512);
 	crypt_device(ioh_dev("s4k"), shm4k, key1, 4096);
 	crypt_device(ioh_dev("r4k"), NULL, key1, 4096);
+	crypt_device(ioh_dev("o4k"), shmo, key1, 4096);
+	crypt_device(ioh_dev("o512"), imgo, key1, 512);
+	crypt_engines(has_vaes(), imgo, k1);
 	plain_mem(shmp);
 	shrunk(ioh_dev("p"), shmp);
 	shrunk(ioh_dev("s512"), shm);
@@ -391,6 +499,8 @@ int main(void)
 	unlink(keq);
 	unlink(img);
 	unlink(img4k);
+	unlink(imgo);
+	unlink(shmo);
 	unlink(shm);
 	unlink(shm4k);
 	unlink(shmp);
