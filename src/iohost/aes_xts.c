@@ -39,8 +39,8 @@ bool aes_xts_usable(void)
 	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_AES) || !(c & bit_OSXSAVE))
 		return false;
 	/* leaf 7: AVX-512 F and BW, VAES, VPCLMULQDQ */
-	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & bit_AVX512F) ||
-	    !(b & bit_AVX512BW) || !(c & bit_VAES) || !(c & bit_VPCLMULQDQ))
+	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & bit_AVX512F) || !(b & bit_AVX512BW) ||
+	    !(c & bit_VAES) || !(c & bit_VPCLMULQDQ))
 		return false;
 	/* and the kernel saves what they use: SSE, AVX, opmask and the
 	 * upper halves and upper sixteen of the ZMM registers (XCR0) */
@@ -52,13 +52,13 @@ bool aes_xts_usable(void)
 /* One step of the AES-256 key schedule: the next round key from the one
  * two before (k) and the key generation assist of the one before, whose
  * dword sel (0xff: RotWord(SubWord) ^ rcon; 0xaa: SubWord) applies. */
-#define KEY_STEP(k, assist, sel)                                                                 \
-	__extension__({                                                                          \
-		__m128i k_ = (k);                                                                \
-		k_ = _mm_xor_si128(k_, _mm_slli_si128(k_, 4));                                   \
-		k_ = _mm_xor_si128(k_, _mm_slli_si128(k_, 4));                                   \
-		k_ = _mm_xor_si128(k_, _mm_slli_si128(k_, 4));                                   \
-		_mm_xor_si128(k_, _mm_shuffle_epi32((assist), (sel)));                           \
+#define KEY_STEP(k, assist, sel)                                                                   \
+	__extension__({                                                                            \
+		__m128i k_ = (k);                                                                  \
+		k_ = _mm_xor_si128(k_, _mm_slli_si128(k_, 4));                                     \
+		k_ = _mm_xor_si128(k_, _mm_slli_si128(k_, 4));                                     \
+		k_ = _mm_xor_si128(k_, _mm_slli_si128(k_, 4));                                     \
+		_mm_xor_si128(k_, _mm_shuffle_epi32((assist), (sel)));                             \
 	})
 
 XTS_TARGET static void expand(const unsigned char *key, __m128i rk[15])
@@ -68,12 +68,12 @@ XTS_TARGET static void expand(const unsigned char *key, __m128i rk[15])
 	rk[0] = a;
 	rk[1] = b;
 	/* the round constant must be an immediate: seven steps written out */
-#define ROUND_PAIR(i, rcon)                                                                      \
-	a = KEY_STEP(a, _mm_aeskeygenassist_si128(b, rcon), 0xff);                               \
-	rk[i] = a;                                                                               \
-	if (i < 14) {                                                                            \
-		b = KEY_STEP(b, _mm_aeskeygenassist_si128(a, 0), 0xaa);                          \
-		rk[i + 1] = b;                                                                   \
+#define ROUND_PAIR(i, rcon)                                                                        \
+	a = KEY_STEP(a, _mm_aeskeygenassist_si128(b, rcon), 0xff);                                 \
+	rk[i] = a;                                                                                 \
+	if (i < 14) {                                                                              \
+		b = KEY_STEP(b, _mm_aeskeygenassist_si128(a, 0), 0xaa);                            \
+		rk[i + 1] = b;                                                                     \
 	}
 	ROUND_PAIR(2, 0x01)
 	ROUND_PAIR(4, 0x02)
@@ -123,32 +123,32 @@ XTS_TARGET static inline __m512i mul_xn(__m512i v, int n, __m512i poly, __m512i 
  * of four cycles' latency want eight in flight (four ran at 16 GB/s, eight
  * at 20, from the cache). Named, not an array, so that they stay in
  * registers. */
-#define ROUNDS8(op, oplast)                                                                      \
-	do {                                                                                     \
-		ALL8(x, = _mm512_xor_si512, K[0]);                                               \
-		for (int r_ = 1; r_ < 14; r_++)                                                  \
-			ALL8(x, = op, K[r_]);                                                    \
-		ALL8(x, = oplast, K[14]);                                                        \
+#define ROUNDS8(op, oplast)                                                                        \
+	do {                                                                                       \
+		ALL8(x, = _mm512_xor_si512, K[0]);                                                 \
+		for (int r_ = 1; r_ < 14; r_++)                                                    \
+			ALL8(x, = op, K[r_]);                                                      \
+		ALL8(x, = oplast, K[14]);                                                          \
 	} while (0)
-#define ALL8(x, f, k)                                                                            \
-	do {                                                                                     \
-		x##0 f(x##0, k);                                                                 \
-		x##1 f(x##1, k);                                                                 \
-		x##2 f(x##2, k);                                                                 \
-		x##3 f(x##3, k);                                                                 \
-		x##4 f(x##4, k);                                                                 \
-		x##5 f(x##5, k);                                                                 \
-		x##6 f(x##6, k);                                                                 \
-		x##7 f(x##7, k);                                                                 \
+#define ALL8(x, f, k)                                                                              \
+	do {                                                                                       \
+		x##0 f(x##0, k);                                                                   \
+		x##1 f(x##1, k);                                                                   \
+		x##2 f(x##2, k);                                                                   \
+		x##3 f(x##3, k);                                                                   \
+		x##4 f(x##4, k);                                                                   \
+		x##5 f(x##5, k);                                                                   \
+		x##6 f(x##6, k);                                                                   \
+		x##7 f(x##7, k);                                                                   \
 	} while (0)
 
 /* One data unit of len bytes (whole blocks) from src to dst. (Kept out of
  * line: a loop over units around it measured slower on data streaming
  * from memory.) */
 XTS_TARGET __attribute__((noinline)) static void unit_one(const struct aes_xts_key *k, bool enc,
-							   uint64_t unit_no,
-							   const unsigned char *src,
-							   unsigned char *dst, size_t len)
+							  uint64_t unit_no,
+							  const unsigned char *src,
+							  unsigned char *dst, size_t len)
 {
 	const __m512i poly = _mm512_set1_epi64(0x87);
 	const __m512i hi = _mm512_set_epi64(-1, 0, -1, 0, -1, 0, -1, 0);

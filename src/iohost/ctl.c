@@ -56,16 +56,20 @@ static const char *op_names[] = {"", "read", "write", "flush", "discard", "write
 static void cmd_ls(struct out *o)
 {
 	outf(o, "ok\n");
-	outf(o, "sidecores\n  %-4s %-4s %-7s %-9s %6s %12s %8s\n", "id", "cpu", "queues", "state",
-	     "busy%", "requests", "sleeps");
+	outf(o, "sidecores\n  %-4s %-4s %-7s %-9s %6s %12s %8s %18s\n", "id", "cpu", "queues",
+	     "state", "busy%", "requests", "sleeps", "long rounds (ms)");
 	for (unsigned i = 0; i < ioh->nsc; i++) {
 		struct sidecore *s = &ioh->sc[i];
 		uint64_t b = zl_read_once(&s->busy_ns), t = zl_read_once(&s->total_ns);
-		outf(o, "  %-4u %-4d %-7u %-9s %6.1f %12llu %8llu\n", i, s->cpu,
+		char lr[32];
+		snprintf(lr, sizeof(lr), "%llu (%.1f)",
+			 (unsigned long long)zl_read_once(&s->long_rounds),
+			 (double)zl_read_once(&s->long_round_ns) / 1e6);
+		outf(o, "  %-4u %-4d %-7u %-9s %6.1f %12llu %8llu %18s\n", i, s->cpu,
 		     zl_read_once(&s->nqueues), zl_read_once(&s->sleeping) ? "sleeping" : "polling",
 		     t ? 100.0 * (double)b / (double)t : 0.0,
 		     (unsigned long long)zl_read_once(&s->reqs),
-		     (unsigned long long)zl_read_once(&s->sleeps));
+		     (unsigned long long)zl_read_once(&s->sleeps), lr);
 	}
 	if (workers_count()) {
 		uint64_t jobs, parts;
@@ -266,7 +270,10 @@ static void cmd_prom(struct out *o)
 		"# TYPE zerolink_iohost_qos_burst_requests_total counter\n"
 		"# HELP zerolink_iohost_qos_burst_late_total Requests of a tenant inside a "
 		"burst class done later than its bound.\n"
-		"# TYPE zerolink_iohost_qos_burst_late_total counter\n");
+		"# TYPE zerolink_iohost_qos_burst_late_total counter\n"
+		"# HELP zerolink_iohost_qos_burst_late_long_round_total Late requests of a "
+		"burst class that were in flight across a long round of their sidecore.\n"
+		"# TYPE zerolink_iohost_qos_burst_late_long_round_total counter\n");
 	for (struct device *d = ioh->devs; d; d = d->next)
 		qos_report(d, o, true);
 	pthread_mutex_unlock(&ioh->lock);
@@ -276,6 +283,12 @@ static void cmd_prom(struct out *o)
 	for (unsigned i = 0; i < ioh->nsc; i++)
 		outf(o, "zerolink_iohost_sidecore_busy_seconds_total{sidecore=\"%u\"} %.6f\n", i,
 		     (double)zl_read_once(&ioh->sc[i].busy_ns) / 1e9);
+	outf(o, "# HELP zerolink_iohost_sidecore_long_rounds_total Rounds of a polling "
+		"sidecore over 1 ms, start to next start.\n"
+		"# TYPE zerolink_iohost_sidecore_long_rounds_total counter\n");
+	for (unsigned i = 0; i < ioh->nsc; i++)
+		outf(o, "zerolink_iohost_sidecore_long_rounds_total{sidecore=\"%u\"} %llu\n", i,
+		     (unsigned long long)zl_read_once(&ioh->sc[i].long_rounds));
 	outf(o, "# HELP zerolink_iohost_sidecore_sleeps_total Times a sidecore went to sleep.\n"
 		"# TYPE zerolink_iohost_sidecore_sleeps_total counter\n");
 	for (unsigned i = 0; i < ioh->nsc; i++)

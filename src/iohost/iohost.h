@@ -239,6 +239,9 @@ struct qos_tenant {
 	double tok_r, tok_s, tok_l; /* buckets: reservation, spare, limit */
 	double tok_b[QOS_CLASSES];  /* burst classes' buckets */
 	uint64_t cls_reqs[QOS_CLASSES], cls_late[QOS_CLASSES];
+	/* late ones that were in flight across a long round of their
+	 * sidecore's (it did not look at them for over 1 ms) */
+	uint64_t cls_late_long[QOS_CLASSES];
 	uint64_t win_cls_done, win_cls_late; /* this window, all classes */
 	uint64_t last_ns;
 	uint32_t outstanding, deferred;
@@ -413,7 +416,14 @@ struct sidecore {
 	uint32_t nqueues;
 	uint32_t sleeping;
 	uint64_t sleeps, wakeups;
+	/* rounds that took over SC_LONG_ROUND_NS from start to next start
+	 * without sleeping (the VM stopped, the thread was preempted, or its
+	 * own work), their time, and when the last one ended */
+	uint64_t long_rounds, long_round_ns, long_round_end;
+	uint64_t round_start; /* this round's */
 };
+
+#define SC_LONG_ROUND_NS 1000000u
 
 int sc_start(struct sidecore *sc, unsigned idx, int cpu, uint32_t idle_us);
 void sc_stop(struct sidecore *sc);

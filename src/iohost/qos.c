@@ -311,6 +311,13 @@ void qos_done(struct ioreq *r)
 		if (now - r->t_start > t->c.burst[k].bound_ns) {
 			t->cls_late[k]++;
 			t->win_cls_late++;
+			/* a long round ended while it was in flight, or the
+			 * one completing it has run long */
+			if (r->sc && (__atomic_load_n(&r->sc->long_round_end, __ATOMIC_RELAXED) >
+					      r->t_start ||
+				      now - __atomic_load_n(&r->sc->round_start, __ATOMIC_RELAXED) >
+					      SC_LONG_ROUND_NS))
+				t->cls_late_long[k]++;
 		}
 	}
 	r->qos_class = 0;
@@ -374,7 +381,7 @@ int qos_set(struct device *d, const struct tenantconf *c, char *err, size_t errl
 	t->tok_r = t->tok_l = t->tok_s = 0;
 	for (unsigned k = 0; k < QOS_CLASSES; k++) {
 		t->tok_b[k] = k < c->nburst ? (double)c->burst[k].size : 0;
-		t->cls_reqs[k] = t->cls_late[k] = 0;
+		t->cls_reqs[k] = t->cls_late[k] = t->cls_late_long[k] = 0;
 	}
 	/* the users' own entries give way to it */
 	for (unsigned i = 0; i < q->n; i++)
@@ -470,6 +477,12 @@ void qos_report(struct device *d, struct out *o, bool prom)
 				     "zerolink_iohost_qos_burst_late_total{device=\"%s\","
 				     "tenant=\"%s\",class=\"%u\"} %llu\n",
 				     d->conf.name, w, k + 1, (unsigned long long)t->cls_late[k]);
+				outf(o,
+				     "zerolink_iohost_qos_burst_late_long_round_total{device=\"%"
+				     "s\","
+				     "tenant=\"%s\",class=\"%u\"} %llu\n",
+				     d->conf.name, w, k + 1,
+				     (unsigned long long)t->cls_late_long[k]);
 			}
 			continue;
 		}
@@ -485,10 +498,10 @@ void qos_report(struct device *d, struct out *o, bool prom)
 		for (unsigned k = 0; k < t->c.nburst; k++)
 			outf(o,
 			     "        burst class %u: %u ops within %.3f ms; %llu requests, %llu "
-			     "late\n",
+			     "late (%llu across a long round)\n",
 			     k + 1, t->c.burst[k].size, (double)t->c.burst[k].bound_ns / 1e6,
-			     (unsigned long long)t->cls_reqs[k],
-			     (unsigned long long)t->cls_late[k]);
+			     (unsigned long long)t->cls_reqs[k], (unsigned long long)t->cls_late[k],
+			     (unsigned long long)t->cls_late_long[k]);
 	}
 	pthread_mutex_unlock(&q->lock);
 }

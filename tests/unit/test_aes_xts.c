@@ -46,8 +46,7 @@ static unsigned checked;
  * in place too; at an odd address on odd rounds. */
 static void check_len(const struct aes_xts_key *k, size_t len, int round)
 {
-	const uint64_t units[] = {0, 1, 0xff, 0x100, 0x0123456789abcdefull, 1ull << 63,
-				  UINT64_MAX};
+	const uint64_t units[] = {0, 1, 0xff, 0x100, 0x0123456789abcdefull, 1ull << 63, UINT64_MAX};
 	size_t a = (size_t)(round & 1);
 	for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
 		uint64_t no = units[u] ^ (uint64_t)round;
@@ -85,7 +84,8 @@ static void check_units(const struct aes_xts_key *k)
 				size_t ul = unit_lens[i], len = n * ul;
 				CHECK(RAND_bytes(plain, (int)len) == 1);
 				for (int enc = 0; enc < 2; enc++) {
-					CHECK(aes_xts_crypt(k, enc, starts[s], ul, plain, ours, len));
+					CHECK(aes_xts_crypt(k, enc, starts[s], ul, plain, ours,
+							    len));
 					for (size_t u = 0; u < n; u++)
 						ossl(enc, starts[s] + u, plain + u * ul,
 						     theirs + u * ul, ul);
@@ -124,7 +124,7 @@ int main(void)
 	CHECK(aes_xts_crypt(&k, true, 8, 4096, plain, theirs, 4096));
 	CHECK(memcmp(ours, theirs, 4096) != 0);
 	/* not whole blocks, or not whole units: refused, nothing written */
-	const size_t bad[][2] = {{0, 16},	{16, 0},       {1, 1},	   {15, 15}, {17, 17},
+	const size_t bad[][2] = {{0, 16},      {16, 0},      {1, 1},     {15, 15},    {17, 17},
 				 {4095, 4095}, {4097, 4097}, {512, 768}, {4096, 512}, {32, 48}};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(ours, 0xa5, 4200);
