@@ -16,10 +16,26 @@
 static struct ioh_proc ioh;
 
 /* 4 KiB reads at queue depth 8 for secs seconds: operations per second */
+/* Reap n completions (at least one if n is 0), each a success; how many. */
+static int reap_ok(struct zl_blk_queue *q, int n)
+{
+	struct zl_blk_cpl c[16];
+	int got = 0;
+	do {
+		int k = zl_blk_reap(q, c, 16, 0);
+		CHECK(k > 0);
+		for (int i = 0; i < k; i++) {
+			CHECK_EQ(c[i].status, 0);
+			zl_blk_cpl_release(q, &c[i]);
+		}
+		got += k;
+	} while (got < n);
+	return got;
+}
+
 static double rate(struct zl_blk_queue *q, double secs)
 {
 	struct zl_blk_req r[8];
-	struct zl_blk_cpl c[8];
 	uint64_t ops = 0, t0 = test_now_ns(), end = t0 + (uint64_t)(secs * 1e9);
 	unsigned inflight = 0;
 	bool stop = false;
@@ -38,12 +54,7 @@ static double rate(struct zl_blk_queue *q, double secs)
 			s += (unsigned)n;
 		}
 		inflight += k;
-		int n = zl_blk_reap(q, c, 8, 0);
-		CHECK(n > 0);
-		for (int i = 0; i < n; i++) {
-			CHECK_EQ(c[i].status, 0);
-			zl_blk_cpl_release(q, &c[i]);
-		}
+		int n = reap_ok(q, 0);
 		inflight -= (unsigned)n;
 		ops += (unsigned)n;
 		if (test_now_ns() >= end)
@@ -112,7 +123,6 @@ int main(void)
 	free(ioh_ok(&ioh, line));
 	for (int round = 0; round < 5; round++) {
 		struct zl_blk_req r[16];
-		struct zl_blk_cpl c[16];
 		for (int i = 0; i < 16; i++)
 			r[i] = (struct zl_blk_req){
 				.op = ZL_BLK_OP_READ, .len = 4096, .offset = (uint64_t)i * 4096};
@@ -121,15 +131,7 @@ int main(void)
 			CHECK(n > 0);
 			s += n;
 		}
-		for (int got = 0; got < 16;) {
-			int n = zl_blk_reap(q, c, 16, 0);
-			CHECK(n > 0);
-			for (int i = 0; i < n; i++) {
-				CHECK_EQ(c[i].status, 0);
-				zl_blk_cpl_release(q, &c[i]);
-			}
-			got += n;
-		}
+		reap_ok(q, 16);
 	}
 	ls = ioh_ok(&ioh, "ls");
 	printf("%s", ls);
@@ -171,7 +173,6 @@ int main(void)
 		free(ioh_ok(&ioh, line));
 		for (int tries = 0; tries < 100 && !late_long; tries++) {
 			struct zl_blk_req r[8];
-			struct zl_blk_cpl c[8];
 			for (int i = 0; i < 8; i++)
 				r[i] = (struct zl_blk_req){.op = ZL_BLK_OP_READ,
 							   .len = 1 << 20,
@@ -181,15 +182,7 @@ int main(void)
 			CHECK_EQ(kill(ioh.pid, SIGSTOP), 0);
 			usleep(5000);
 			CHECK_EQ(kill(ioh.pid, SIGCONT), 0);
-			for (int got = 0; got < 8;) {
-				int n = zl_blk_reap(q, c, 8, 0);
-				CHECK(n > 0);
-				for (int i = 0; i < n; i++) {
-					CHECK_EQ(c[i].status, 0);
-					zl_blk_cpl_release(q, &c[i]);
-				}
-				got += n;
-			}
+			reap_ok(q, 8);
 			ls = ioh_ok(&ioh, "ls");
 			const char *at = strstr(ls, "burst class 1: 250000 ops within 0.001 ms;");
 			CHECK(at &&
