@@ -478,9 +478,8 @@ void qos_report(struct device *d, struct out *o, bool prom)
 				     "tenant=\"%s\",class=\"%u\"} %llu\n",
 				     d->conf.name, w, k + 1, (unsigned long long)t->cls_late[k]);
 				outf(o,
-				     "zerolink_iohost_qos_burst_late_long_round_total{device=\"%"
-				     "s\","
-				     "tenant=\"%s\",class=\"%u\"} %llu\n",
+				     "zerolink_iohost_qos_burst_late_long_round_total{"
+				     "device=\"%s\",tenant=\"%s\",class=\"%u\"} %llu\n",
 				     d->conf.name, w, k + 1,
 				     (unsigned long long)t->cls_late_long[k]);
 			}
