@@ -20,6 +20,7 @@
  */
 #include <openssl/evp.h>
 
+#include "../../src/iohost/aes_xts.h"
 #include "ioh_test.h"
 
 #define DEV_SIZE (16u << 20)
@@ -218,25 +219,6 @@ static void shrunk(const char *name, const char *shm)
 	free(b);
 }
 
-/* Whether this CPU has what the VAES engine needs (and the kernel keeps
- * the AVX-512 state: it lists the flags only then). */
-static bool has_vaes(void)
-{
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	char line[8192];
-	bool v = false;
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "flags", 5)) {
-			v = strstr(line, " aes") && strstr(line, " avx512f") &&
-			    strstr(line, " avx512bw") && strstr(line, " vaes") &&
-			    strstr(line, " vpclmulqdq");
-			break;
-		}
-	if (f)
-		fclose(f);
-	return v;
-}
-
 /* Each device's engine as ls and prom tell it, both engines' bytes the
  * same (the file one wrote reads back through the other), and the values
  * crypt_engine refuses. */
@@ -382,7 +364,7 @@ int main(void)
 	crypt_device(ioh_dev("r4k"), NULL, key1, 4096);
 	crypt_device(ioh_dev("o4k"), shmo, key1, 4096);
 	crypt_device(ioh_dev("o512"), imgo, key1, 512);
-	crypt_engines(has_vaes(), imgo, k1);
+	crypt_engines(aes_xts_usable(), imgo, k1);
 	plain_mem(shmp);
 	shrunk(ioh_dev("p"), shmp);
 	shrunk(ioh_dev("s512"), shm);
