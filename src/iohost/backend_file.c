@@ -255,8 +255,7 @@ static void rw_prep(struct sidecore *sc, struct ioreq *r)
 		else
 			io_uring_prep_writev(sqe, r->dev->fd, r->riov, n, off);
 	}
-	if (r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA))
-		sqe->rw_flags = RWF_DSYNC;
+	sqe->rw_flags = dev_rw_flags(r);
 	io_uring_sqe_set_data(sqe, r);
 }
 
@@ -350,7 +349,7 @@ static void inline_submit(struct sidecore *sc, struct ioreq *r)
 		if (dev_rw_parts(sc, r))
 			return; /* completed by sc_jobs() when its parts are done */
 		struct iovec b = {r->bounce, r->len};
-		int fl = r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;
+		int fl = dev_rw_flags(r);
 		res = r->bounce ? file_rw(d, r->op, r->off, &b, 1, r->len, fl)
 				: file_rw(d, r->op, r->off, r->iov, r->niov, r->len, fl);
 		break;

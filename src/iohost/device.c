@@ -211,8 +211,7 @@ static void rw_part(void *arg, unsigned part)
 	uint32_t len = r->len - from < DEV_PART ? (uint32_t)(r->len - from) : DEV_PART;
 	struct iovec v[IOH_MAX_SEGS];
 	unsigned n = iov_slice(r->iov, r->niov, from, len, v);
-	int fl = r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;
-	int e = r->dev->rw(r->dev, r->op, r->off + from, v, n, len, fl);
+	int e = r->dev->rw(r->dev, r->op, r->off + from, v, n, len, dev_rw_flags(r));
 	if (e)
 		sc_job_fail(j, e);
 }

@@ -190,6 +190,13 @@ void mem_copy(char *mem, uint8_t op, const struct iovec *iov, unsigned n);
  * IOH_MAX_SEGS segments in out; their number. */
 unsigned iov_slice(const struct iovec *iov, unsigned n, size_t from, size_t len, struct iovec *out);
 
+/* The flags a write of r asks of the file (preadv2/pwritev2, io_uring):
+ * RWF_DSYNC for FUA, else 0. */
+static inline int dev_rw_flags(const struct ioreq *r)
+{
+	return r->op == ZL_BLK_OP_WRITE && (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;
+}
+
 extern const struct backend_ops backend_null, backend_ram, backend_file;
 
 /* ---- interposition modules (mod*.c) ---- */
@@ -420,7 +427,7 @@ struct sidecore {
 	 * without sleeping (the VM stopped, the thread was preempted, or its
 	 * own work), their time, and when the last one ended */
 	uint64_t long_rounds, long_round_ns, long_round_end;
-	uint64_t round_start; /* this round's */
+	uint64_t round_start; /* this round's start; 0 while it sleeps */
 };
 
 #define SC_LONG_ROUND_NS 1000000u

@@ -506,8 +506,8 @@ static void crypt_part(void *arg, unsigned part)
 			e = -EBADMSG;
 		} else {
 			struct iovec bv = {*b, len};
-			int fl = (r->flags & ZL_BLK_F_FUA) ? RWF_DSYNC : 0;
-			e = r->dev->rw(r->dev, ZL_BLK_OP_WRITE, r->off + from, &bv, 1, len, fl);
+			e = r->dev->rw(r->dev, ZL_BLK_OP_WRITE, r->off + from, &bv, 1, len,
+				       dev_rw_flags(r));
 		}
 	}
 	if (e)

@@ -313,10 +313,11 @@ void qos_done(struct ioreq *r)
 			t->win_cls_late++;
 			/* a long round ended while it was in flight, or the
 			 * one completing it has run long */
-			if (r->sc && (__atomic_load_n(&r->sc->long_round_end, __ATOMIC_RELAXED) >
-					      r->t_start ||
-				      now - __atomic_load_n(&r->sc->round_start, __ATOMIC_RELAXED) >
-					      SC_LONG_ROUND_NS))
+			const struct sidecore *sc = r->sc;
+			uint64_t end =
+				sc ? __atomic_load_n(&sc->long_round_end, __ATOMIC_RELAXED) : 0;
+			uint64_t rs = sc ? __atomic_load_n(&sc->round_start, __ATOMIC_RELAXED) : 0;
+			if (end > r->t_start || (rs && now - rs > SC_LONG_ROUND_NS))
 				t->cls_late_long[k]++;
 		}
 	}

@@ -293,17 +293,16 @@ static void *sc_main(void *arg)
 		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	}
 	uint64_t idle_since = ioh_now_ns();
-	uint64_t round_start = 0; /* the last round's start; 0 after a sleep */
 	bool run = true;
 	while (run || sc->nq) {
 		uint64_t t0 = ioh_now_ns();
-		if (round_start && t0 - round_start > SC_LONG_ROUND_NS) {
+		uint64_t prev = zl_read_once(&sc->round_start); /* 0 after a sleep */
+		if (prev && t0 - prev > SC_LONG_ROUND_NS) {
 			/* nothing in flight was looked at for that long */
 			__atomic_fetch_add(&sc->long_rounds, 1, __ATOMIC_RELAXED);
-			__atomic_fetch_add(&sc->long_round_ns, t0 - round_start, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&sc->long_round_ns, t0 - prev, __ATOMIC_RELAXED);
 			__atomic_store_n(&sc->long_round_end, t0, __ATOMIC_RELAXED);
 		}
-		round_start = t0;
 		__atomic_store_n(&sc->round_start, t0, __ATOMIC_RELAXED);
 		unsigned work = 0;
 		if (zl_read_once(&sc->inbox))
@@ -357,7 +356,7 @@ static void *sc_main(void *arg)
 			sched_yield();
 		} else if (t1 - idle_since >= sc->idle_ns && run) {
 			sc_sleep(sc);
-			round_start = 0;
+			__atomic_store_n(&sc->round_start, 0, __ATOMIC_RELAXED);
 			idle_since = ioh_now_ns();
 			__atomic_fetch_add(&sc->total_ns, idle_since - t1, __ATOMIC_RELAXED);
 		}
