@@ -273,7 +273,13 @@ static void cmd_prom(struct out *o)
 		"# TYPE zerolink_iohost_qos_burst_late_total counter\n"
 		"# HELP zerolink_iohost_qos_burst_late_long_round_total Late requests of a "
 		"burst class that were in flight across a long round of their sidecore.\n"
-		"# TYPE zerolink_iohost_qos_burst_late_long_round_total counter\n");
+		"# TYPE zerolink_iohost_qos_burst_late_long_round_total counter\n"
+		"# HELP zerolink_iohost_qos_cuts_total Times the QoS controller cut the "
+		"spare traffic's rate, or its depth in the device.\n"
+		"# TYPE zerolink_iohost_qos_cuts_total counter\n"
+		"# HELP zerolink_iohost_qos_spare_depth Operations admitted on spare capacity "
+		"allowed in the device at once (-1: unlimited).\n"
+		"# TYPE zerolink_iohost_qos_spare_depth gauge\n");
 	for (struct device *d = ioh->devs; d; d = d->next)
 		qos_report(d, o, true);
 	pthread_mutex_unlock(&ioh->lock);

@@ -106,6 +106,7 @@ void dev_submit(struct sidecore *sc, struct ioreq *r)
 	r->done_bytes = 0;
 	r->bounce = NULL;
 	r->qos_t = NULL;
+	r->qos_spare = false;
 	r->t_start = ioh_now_ns();
 	struct qos *q = __atomic_load_n(&d->qos, __ATOMIC_ACQUIRE);
 	if (q && zl_read_once(&q->configured) && !qos_admit(q, r, false, r->t_start)) {

@@ -159,6 +159,7 @@ struct ioreq {
 	struct qos_tenant *qos_t;      /* admitted by the device's QoS */
 	uint32_t qos_cost;
 	uint8_t qos_class; /* its tenant's burst class + 1; 0 none */
+	bool qos_spare;    /* admitted on spare capacity (counts in its depth) */
 	struct ioreq *next;
 };
 
@@ -269,8 +270,14 @@ struct qos {
 	double spare;        /* ops/s shared by weight; < 0 unlimited */
 	double sumw;         /* weights of the tenants active lately */
 	double dev_rate;     /* ops/s the device delivered, last window */
+	/* ops admitted on spare capacity and not done, and the most of
+	 * them allowed at once (< 0 unlimited): bounded while a burst
+	 * class runs late, so that it waits behind a short device queue */
+	uint32_t spare_out, win_spare_peak;
+	int32_t spare_depth;
+	unsigned calm; /* windows in a row no protected tenant was busy */
 	uint64_t win_start;
-	uint64_t cuts;
+	uint64_t cuts, depth_cuts;
 };
 
 /* The operations a request counts for. */

@@ -30,6 +30,18 @@
  * device delivered: additive-increase/multiplicative-decrease on the
  * capacity given away, the reservations kept out of it.
  *
+ * Burst classes promise a bound on latency, which a rate bounds only on
+ * average: a flooding tenant's requests already in the device are ahead
+ * of a burst. So a window in which more than 1% of a tenant's classed
+ * requests were late also halves the depth allowed to spare traffic (ops
+ * admitted on spare capacity and not done; from the deepest it went), and
+ * each window the depth was reached without a class late it grows by one;
+ * it is never below one. Late requests that were in flight across a long
+ * round of their sidecore (the VM stopped it) are counted, but cut
+ * nothing: no scheduling here would have kept them in time. Five windows
+ * in a row with no tenant busy that has a reservation or classes give the
+ * whole device away at once (rate and depth unlimited).
+ *
  * A reservation is a promise the device must be able to keep: one larger
  * than what the tenant's own queue depth reaches alone keeps S cut to its
  * floor (1% of what the device delivers) while others are busy.
@@ -55,6 +67,9 @@
  * whose requests take too long is short of its reservation even if it
  * never has all its requests out at once. */
 #define QOS_TURN_NS 500000ull
+/* Windows in a row with no tenant busy that has a reservation or burst
+ * classes, after which the spare rate and depth are unlimited again. */
+#define QOS_CALM_WINDOWS 5
 
 uint32_t qos_cost(const struct ioreq *r)
 {
@@ -70,6 +85,7 @@ static struct qos *qos_new(void)
 		return NULL;
 	pthread_mutex_init(&q->lock, NULL);
 	q->spare = -1;
+	q->spare_depth = -1;
 	q->win_start = ioh_now_ns();
 	return q;
 }
@@ -196,7 +212,7 @@ static void window(struct qos *q, uint64_t now)
 		total += (double)t->win_done;
 		spare_used += (double)t->win_spare;
 	}
-	bool cut = false;
+	bool cut = false, late = false, guarded = false;
 	for (unsigned i = 0; i < q->n; i++) {
 		struct qos_tenant *t = &q->t[i];
 		uint64_t busy = t->busy_ns;
@@ -219,8 +235,10 @@ static void window(struct qos *q, uint64_t now)
 		 * device's queue is too long for the bound */
 		if (t->win_cls_late && t->win_cls_late * 100 > t->win_cls_done &&
 		    spare_used - (double)t->win_spare > 0)
-			cut = true;
+			cut = late = true;
 		t->win_cls_done = t->win_cls_late = 0;
+		if ((t->c.reserve || t->c.nburst) && (busy || t->deferred || t->outstanding))
+			guarded = true;
 		if (busy || t->deferred)
 			sumw += (double)t->c.weight;
 		held = held || t->win_held;
@@ -240,6 +258,24 @@ static void window(struct qos *q, uint64_t now)
 		if (q->spare > 2 * q->dev_rate + 1000)
 			q->spare = -1;
 	}
+	/* the spare traffic's depth in the device: halved in a window a
+	 * class ran late, one more in a window it was reached (AIMD) */
+	if (late) {
+		uint32_t d = q->spare_depth < 0 ? q->win_spare_peak : (uint32_t)q->spare_depth;
+		q->spare_depth = d / 2 > 1 ? (int32_t)(d / 2) : 1;
+		q->depth_cuts++;
+	} else if (q->spare_depth >= 0 && q->win_spare_peak >= (uint32_t)q->spare_depth) {
+		q->spare_depth++;
+	}
+	/* nobody to protect for a while: give the device away at once
+	 * (growing back 5% a window would take the next tenant alone half
+	 * a second to reach the whole device) */
+	q->calm = guarded ? 0 : q->calm + 1;
+	if (q->spare < 0 || q->calm >= QOS_CALM_WINDOWS) {
+		q->spare = -1;
+		q->spare_depth = -1;
+	}
+	q->win_spare_peak = q->spare_out;
 	q->win_start = now;
 }
 
@@ -271,10 +307,15 @@ bool qos_admit(struct qos *q, struct ioreq *r, bool head, uint64_t now)
 	} else if (t->c.reserve && t->tok_r > 0) {
 		t->tok_r -= cost;
 		ok = true;
-	} else if (q->spare < 0 || t->tok_s > 0) {
+	} else if ((q->spare < 0 || t->tok_s > 0) &&
+		   (q->spare_depth < 0 || q->spare_out < (uint32_t)q->spare_depth)) {
 		if (q->spare >= 0)
 			t->tok_s -= cost;
 		t->win_spare += cost;
+		r->qos_spare = true;
+		q->spare_out += cost;
+		if (q->spare_out > q->win_spare_peak)
+			q->win_spare_peak = q->spare_out;
 		ok = true;
 	} else {
 		t->win_held = true;
@@ -310,18 +351,25 @@ void qos_done(struct ioreq *r)
 		t->win_cls_done++;
 		if (now - r->t_start > t->c.burst[k].bound_ns) {
 			t->cls_late[k]++;
-			t->win_cls_late++;
 			/* a long round ended while it was in flight, or the
-			 * one completing it has run long */
+			 * one completing it has run long: no cut of the spare
+			 * traffic would have helped, so the controller does
+			 * not see it */
 			const struct sidecore *sc = r->sc;
 			uint64_t end =
 				sc ? __atomic_load_n(&sc->long_round_end, __ATOMIC_RELAXED) : 0;
 			uint64_t rs = sc ? __atomic_load_n(&sc->round_start, __ATOMIC_RELAXED) : 0;
 			if (end > r->t_start || (rs && now - rs > SC_LONG_ROUND_NS))
 				t->cls_late_long[k]++;
+			else
+				t->win_cls_late++;
 		}
 	}
 	r->qos_class = 0;
+	if (r->qos_spare) {
+		q->spare_out -= r->qos_cost;
+		r->qos_spare = false;
+	}
 	if (--t->outstanding == 0 && !t->deferred)
 		busy_end(t, now);
 	if (now > q->win_start && now - q->win_start >= QOS_WINDOW_NS)
@@ -449,12 +497,27 @@ void qos_report(struct device *d, struct out *o, bool prom)
 		return;
 	pthread_mutex_lock(&q->lock);
 	if (!prom) {
+		char rate[32], depth[32];
 		if (q->spare < 0)
-			outf(o, "    qos: spare unlimited; %.0f ops/s delivered; %llu cuts\n",
-			     q->dev_rate, (unsigned long long)q->cuts);
+			snprintf(rate, sizeof(rate), "unlimited");
 		else
-			outf(o, "    qos: spare %.0f ops/s; %.0f ops/s delivered; %llu cuts\n",
-			     q->spare, q->dev_rate, (unsigned long long)q->cuts);
+			snprintf(rate, sizeof(rate), "%.0f ops/s", q->spare);
+		if (q->spare_depth < 0)
+			snprintf(depth, sizeof(depth), "unlimited");
+		else
+			snprintf(depth, sizeof(depth), "%d ops", (int)q->spare_depth);
+		outf(o,
+		     "    qos: spare %s, depth %s (%u out); %.0f ops/s delivered; %llu cuts, "
+		     "%llu of the depth\n",
+		     rate, depth, q->spare_out, q->dev_rate, (unsigned long long)q->cuts,
+		     (unsigned long long)q->depth_cuts);
+	} else {
+		outf(o,
+		     "zerolink_iohost_qos_cuts_total{device=\"%s\",of=\"rate\"} %llu\n"
+		     "zerolink_iohost_qos_cuts_total{device=\"%s\",of=\"depth\"} %llu\n"
+		     "zerolink_iohost_qos_spare_depth{device=\"%s\"} %d\n",
+		     d->conf.name, (unsigned long long)q->cuts, d->conf.name,
+		     (unsigned long long)q->depth_cuts, d->conf.name, (int)q->spare_depth);
 	}
 	for (unsigned i = 0; i < q->n; i++) {
 		const struct qos_tenant *t = &q->t[i];
