@@ -137,11 +137,17 @@ int main(void)
 	printf("%s", ls);
 	CHECK(strstr(ls, "burst class 1: 16 ops within 1000.000 ms; 16 requests, 0 late"));
 	CHECK(strstr(ls, "burst class 2: 64 ops within 2000.000 ms; 48 requests, 0 late"));
+	CHECK(strstr(ls, "    qos: spare unlimited, depth unlimited (0 out); "));
 	free(ls);
 	pr = ioh_ok(&ioh, "prom");
 	CHECK(strstr(pr, "zerolink_iohost_qos_burst_requests_total{device=\""));
 	CHECK(strstr(pr, "tenant=\"bursty (uid "));
 	CHECK(strstr(pr, ",class=\"2\"} 48\n"));
+	/* the controller's: cuts of rate and depth, and the depth (-1: none
+	 * here, nobody else used spare capacity) */
+	CHECK(strstr(pr, "zerolink_iohost_qos_cuts_total{device=\""));
+	CHECK(strstr(pr, "\",of=\"depth\"} 0\n"));
+	CHECK(strstr(pr, "zerolink_iohost_qos_spare_depth{device=\""));
 	prom_check_grouped(pr); /* two tenants' lines, and those of the devices */
 	free(pr);
 	/* a request done later than its class's bound is counted late: 1 MiB
