@@ -62,6 +62,13 @@ int wait_child(pid_t pid);
 void *shared_page(size_t size);
 void progress(const char *fmt, ...);
 
+/* The machine's stalls (bench_stall.c): gaps over 1 ms seen by a thread
+ * spinning on core A for secs, while core B reads file (if not NULL). */
+struct stall {
+	uint64_t gaps, gap_ns, max_ns, span_ns;
+};
+int stall_measure(double secs, const char *file, struct stall *out);
+
 /* real programs (bench_proc.c) */
 const char *bench_self_exe(void); /* this program's path, "" if unknown */
 bool prog_have(const char *prog); /* in PATH or /usr/sbin */

@@ -6,9 +6,10 @@
  *   bulk   user nobody (65534): 4 KiB random reads, queue depth 32 (floods)
  *
  * Timeline, in steps of T: gold alone [0,T), both [T,3T), bulk alone
- * [3T,4T); completions counted in 50 ms bins. Twice, in the same run:
- * without QoS, then with gold reserved most of what it did alone in the
- * first run (80% of what it did alone). Targets: with QoS, gold's median rate while bulk floods
+ * [3T,4T); completions counted in 50 ms bins. Four times in the same run,
+ * alternating: without QoS, then with gold reserved 80% of what it did
+ * alone in the first run, and both again (the disk's own rate drifts over
+ * a run; medians over the bins of both). Targets: with QoS, gold's median rate while bulk floods
  * within 10% of its reservation (at least 0.9x); alone, each tenant gets what it got without QoS
  * (work-conserving). The device is a 256 MiB file on disk
  * (/var/tmp, or $ZEROLINK_BENCH_QOS_DIR), read with O_DIRECT: the disk is
@@ -296,6 +297,22 @@ static int timeline(double T, double rate[2][NBINS], int *nbins)
 
 static double Rsv; /* gold's reservation */
 
+/* The machine's own stalls, side by side with the runs (bench_stall.c):
+ * idle, and while core B reads the device's file as the tenants do. */
+static int stall_probe(double secs, bool disk)
+{
+	struct stall st;
+	int e = stall_measure(secs, disk ? Q.img : NULL, &st);
+	if (!e) {
+		const char *path = disk ? "stall-disk" : "stall-idle";
+		result_add(path, "qos-stall", 4096, "share", "%",
+			   100.0 * (double)st.gap_ns / (double)st.span_ns, 0, 0);
+		result_add(path, "qos-stall-n", 4096, "rate", "/s", (double)st.gaps / secs,
+			   (double)st.max_ns / 1e6, 0);
+	}
+	return e;
+}
+
 /* The burst runs: tenant silver (user 65533) reads BURST x 4 KiB at once
  * every BURST_EVERY ns, a mean of 3200 ops/s; it is reserved BURST_RSV
  * ops/s, and then given the class BURST_CLASS too. Gold (closed loop,
@@ -336,10 +353,14 @@ static int burst_timeline(double T, bool others, uint64_t *lat)
 	return n;
 }
 
-/* The I/O host's count of silver's class-1 requests, of those late, and
- * of the late ones in flight across a long round of the sidecore (`ls`);
- * -1 when it says none. */
-static int burst_host(double *reqs, double *late, double *late_long)
+/* What the I/O host counted: silver's class-1 requests, those late, and
+ * of those the ones in flight across a long round; the sidecores' long
+ * rounds and their time (ms). From its `ls`. */
+struct host_counts {
+	double reqs, late, late_long, long_rounds, long_ms;
+};
+
+static int burst_host(struct host_counts *h)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -348,6 +369,24 @@ static int burst_host(double *reqs, double *late, double *late_long)
 		return -1;
 	int e = cli_iohost_call(Q.control, "ls", f);
 	fclose(f);
+	memset(h, 0, sizeof(*h));
+	/* sidecore rows: "  ID CPU QUEUES STATE BUSY% REQUESTS SLEEPS N (MS)" */
+	const char *sc = e ? NULL : strstr(buf, "long rounds (ms)\n");
+	for (const char *l = sc ? strchr(sc, '\n') + 1 : NULL; l && l[0] == ' ' && l[2] != ' ';) {
+		const char *nl = strchr(l, '\n'), *par = memchr(l, '(', nl ? (size_t)(nl - l) : 0);
+		const char *num = par;
+		while (num && num > l && num[-1] == ' ')
+			num--;
+		while (num && num > l && num[-1] != ' ')
+			num--;
+		unsigned long long n;
+		double ms;
+		if (par && sscanf(num, "%llu (%lf)", &n, &ms) == 2) {
+			h->long_rounds += (double)n;
+			h->long_ms += ms;
+		}
+		l = nl ? nl + 1 : NULL;
+	}
 	const char *at = e ? NULL : strstr(buf, "tenant silver");
 	at = at ? strstr(at, "burst class 1:") : NULL;
 	at = at ? strchr(at, ';') : NULL;
@@ -355,9 +394,9 @@ static int burst_host(double *reqs, double *late, double *late_long)
 	int rc = at && sscanf(at, "; %llu requests, %llu late (%llu across", &r, &l, &ll) == 3 ? 0
 											       : -1;
 	if (!rc) {
-		*reqs = (double)r;
-		*late = (double)l;
-		*late_long = (double)ll;
+		h->reqs = (double)r;
+		h->late = (double)l;
+		h->late_long = (double)ll;
 	}
 	free(buf);
 	return rc;
@@ -401,7 +440,12 @@ static int burst_runs(double T)
 			if (cli_iohost_call(Q.control, set[i], stderr))
 				return -EINVAL;
 		progress("qos: silver's bursts of %d, %s", BURST, burst_path[k] + 6);
+		struct host_counts h0 = {0}, h;
+		if (k == 3)
+			burst_host(&h0); /* (the class is new: only the rounds count) */
+		uint64_t t0 = now_ns();
 		int n = burst_timeline(T, k > 0, lat);
+		double span = (double)(now_ns() - t0) / 1e9;
 		if (n < 0)
 			return n;
 		if (n == 0)
@@ -416,13 +460,18 @@ static int burst_runs(double T)
 			in++;
 		result_add(burst_path[k], "qos-burst-in", 4096, "share", "%",
 			   100.0 * (double)in / n, 0, 0);
-		double reqs, late, late_long;
-		if (k == 3 && !burst_host(&reqs, &late, &late_long) && reqs > 0) {
+		if (k == 3 && !burst_host(&h) && h.reqs > 0) {
 			result_add(burst_path[k], "qos-burst-host", 4096, "share", "%",
-				   100.0 * (reqs - late) / reqs, 0, 0);
+				   100.0 * (h.reqs - h.late) / h.reqs, 0, 0);
 			/* late though the sidecore never stood still over 1 ms */
 			result_add(burst_path[k], "qos-burst-host-steady", 4096, "share", "%",
-				   100.0 * (late - late_long) / reqs, 0, 0);
+				   100.0 * (h.late - h.late_long) / h.reqs, 0, 0);
+			/* its long rounds during the run: how often, and their
+			 * share of the time */
+			result_add(burst_path[k], "qos-burst-stall", 4096, "share", "%",
+				   100.0 * (h.long_ms - h0.long_ms) / 1e3 / span, 0, 0);
+			result_add(burst_path[k], "qos-burst-stall-n", 4096, "rate", "/s",
+				   (h.long_rounds - h0.long_rounds) / span, 0, 0);
 		}
 	}
 	if (getenv("ZEROLINK_BENCH_QOS_LS"))
@@ -430,16 +479,44 @@ static int burst_runs(double T)
 	return 0;
 }
 
-/* The median rate of tenant w over [from, to) steps of the timeline,
+/* Timelines run per setting, alternating (no QoS, QoS, no QoS, QoS): the
+ * disk's own rate drifts over a run (by 10-20% here), and one pair in a
+ * fixed order read that drift as a cost of QoS. */
+#define REPS 2
+
+/* The median rate of tenant w over [from, to) steps of the timelines,
  * leaving out the first bin of each phase (the other tenant starts or
  * stops there). */
-static double phase(double rate[2][NBINS], int w, int from, int to, int per)
+static double phase(double rate[][2][NBINS], int reps, int w, int from, int to, int per)
 {
-	double v[NBINS];
+	double v[REPS * NBINS];
 	int n = 0;
-	for (int i = from * per + 1; i < to * per && i < NBINS; i++)
-		v[n++] = rate[w][i];
+	for (int k = 0; k < reps; k++)
+		for (int i = from * per + 1; i < to * per && i < NBINS; i++)
+			v[n++] = rate[k][w][i];
 	return n ? median_d(v, (size_t)n) : NAN;
+}
+
+/* gold reserved Rsv, bulk its own weight; or neither (untenant) */
+static int tenants(bool on)
+{
+	char line[256], uid[16];
+	snprintf(uid, sizeof(uid), "%u", (unsigned)geteuid());
+	for (int w = 0; w < 2; w++) {
+		if (!on)
+			snprintf(line, sizeof(line), "untenant %s %s", Q.dev, w ? "bulk" : "gold");
+		else if (w == 0)
+			snprintf(line, sizeof(line),
+				 "tenant gold device=%s users=%s reserve=%.0f weight=1", Q.dev, uid,
+				 Rsv);
+		else
+			snprintf(line, sizeof(line), "tenant bulk device=%s users=65534 weight=1",
+				 Q.dev);
+		/* an error is printed by cli_iohost_call */
+		if (cli_iohost_call(Q.control, line, stderr))
+			return -EINVAL;
+	}
+	return 0;
 }
 
 static char chart_data[128];
@@ -457,60 +534,63 @@ void bench_qos(void)
 	}
 	double T = bo.quick ? 0.5 : 1.5;
 	int per = (int)(T * 1e9 / BIN_NS), nb;
-	static double none[2][NBINS], qos[2][NBINS];
-	progress("qos: two tenants, no QoS");
-	int e = timeline(T, none, &nb);
-	double gold_alone = phase(none, 0, 0, 1, per);
-	if (!e && gold_alone > 0) {
-		/* gold is reserved 80% of what it did alone, more than it got
-		 * without QoS while bulk flooded */
-		Rsv = floor(gold_alone * 0.8 / 100) * 100;
-		char line[256], uid[16];
-		snprintf(uid, sizeof(uid), "%u", (unsigned)geteuid());
-		snprintf(line, sizeof(line), "tenant gold device=%s users=%s reserve=%.0f weight=1",
-			 Q.dev, uid, Rsv);
-		/* an error is printed by cli_iohost_call */
-		if (cli_iohost_call(Q.control, line, stderr))
-			e = -EINVAL;
-		snprintf(line, sizeof(line), "tenant bulk device=%s users=65534 weight=1", Q.dev);
-		if (!e && cli_iohost_call(Q.control, line, stderr))
-			e = -EINVAL;
-		progress("qos: two tenants, gold reserved %.0f ops/s", Rsv);
+	static double none[REPS][2][NBINS], qos[REPS][2][NBINS];
+	progress("qos: the machine's stalls, idle and under disk reads");
+	int e = stall_probe(T, false);
+	if (!e)
+		e = stall_probe(T, true);
+	for (int k = 0; k < REPS && !e; k++) {
+		if (k > 0)
+			e = tenants(false);
+		progress("qos: two tenants, no QoS (%d of %d)", k + 1, REPS);
 		if (!e)
-			e = timeline(T, qos, &nb);
-		if (getenv("ZEROLINK_BENCH_QOS_LS"))
-			cli_iohost_call(Q.control, "ls", stderr);
+			e = timeline(T, none[k], &nb);
+		if (k == 0) {
+			/* gold is reserved 80% of what it did alone, more than it
+			 * got without QoS while bulk flooded */
+			Rsv = floor(phase(none, 1, 0, 0, 1, per) * 0.8 / 100) * 100;
+			if (!e && !(Rsv > 0))
+				e = -EIO;
+		}
+		if (!e)
+			e = tenants(true);
+		progress("qos: two tenants, gold reserved %.0f ops/s (%d of %d)", Rsv, k + 1, REPS);
+		if (!e)
+			e = timeline(T, qos[k], &nb);
 	}
+	if (!e && getenv("ZEROLINK_BENCH_QOS_LS"))
+		cli_iohost_call(Q.control, "ls", stderr);
 	int eb = e ? e : burst_runs(T);
 	if (eb)
 		fprintf(stderr, "\nbench qos: the burst runs failed (%s)\n", strerror(-eb));
 	stop();
 	if (e)
 		return;
-	result_add("none", "qos-gold-alone", 4096, "rate", "kIOPS", gold_alone / 1e3, 0, 0);
+	result_add("none", "qos-gold-alone", 4096, "rate", "kIOPS",
+		   phase(none, REPS, 0, 0, 1, per) / 1e3, 0, 0);
 	result_add("none", "qos-gold-shared", 4096, "rate", "kIOPS",
-		   phase(none, 0, 1, 3, per) / 1e3, 0, 0);
+		   phase(none, REPS, 0, 1, 3, per) / 1e3, 0, 0);
 	result_add("none", "qos-bulk-shared", 4096, "rate", "kIOPS",
-		   phase(none, 1, 1, 3, per) / 1e3, 0, 0);
-	result_add("none", "qos-bulk-alone", 4096, "rate", "kIOPS", phase(none, 1, 3, 4, per) / 1e3,
-		   0, 0);
+		   phase(none, REPS, 1, 1, 3, per) / 1e3, 0, 0);
+	result_add("none", "qos-bulk-alone", 4096, "rate", "kIOPS",
+		   phase(none, REPS, 1, 3, 4, per) / 1e3, 0, 0);
 	result_add("qos", "qos-reserve", 4096, "rate", "kIOPS", Rsv / 1e3, 0, 0);
-	result_add("qos", "qos-gold-alone", 4096, "rate", "kIOPS", phase(qos, 0, 0, 1, per) / 1e3,
-		   0, 0);
-	result_add("qos", "qos-gold-shared", 4096, "rate", "kIOPS", phase(qos, 0, 1, 3, per) / 1e3,
-		   0, 0);
-	result_add("qos", "qos-bulk-shared", 4096, "rate", "kIOPS", phase(qos, 1, 1, 3, per) / 1e3,
-		   0, 0);
-	result_add("qos", "qos-bulk-alone", 4096, "rate", "kIOPS", phase(qos, 1, 3, 4, per) / 1e3,
-		   0, 0);
-	/* the time series, for the chart */
+	result_add("qos", "qos-gold-alone", 4096, "rate", "kIOPS",
+		   phase(qos, REPS, 0, 0, 1, per) / 1e3, 0, 0);
+	result_add("qos", "qos-gold-shared", 4096, "rate", "kIOPS",
+		   phase(qos, REPS, 0, 1, 3, per) / 1e3, 0, 0);
+	result_add("qos", "qos-bulk-shared", 4096, "rate", "kIOPS",
+		   phase(qos, REPS, 1, 1, 3, per) / 1e3, 0, 0);
+	result_add("qos", "qos-bulk-alone", 4096, "rate", "kIOPS",
+		   phase(qos, REPS, 1, 3, 4, per) / 1e3, 0, 0);
+	/* the time series of the first pair, for the chart */
 	snprintf(chart_data, sizeof(chart_data), "/tmp/zl-bench-qos-%d.dat", (int)getpid());
 	FILE *f = fopen(chart_data, "w");
 	if (f) {
 		for (int i = 0; i < nb; i++)
 			fprintf(f, "%.3f %.1f %.1f %.1f %.1f\n", (i + 0.5) * (double)BIN_NS / 1e9,
-				none[0][i] / 1e3, none[1][i] / 1e3, qos[0][i] / 1e3,
-				qos[1][i] / 1e3);
+				none[0][0][i] / 1e3, none[0][1][i] / 1e3, qos[0][0][i] / 1e3,
+				qos[0][1][i] / 1e3);
 		fclose(f);
 	} else {
 		chart_data[0] = 0;
@@ -567,6 +647,24 @@ void report_qos(void)
 		       "%.2f%% of class-1 requests (the other late ones were in flight while "
 		       "it stood still: the VM stopped, or a preemption)\n",
 		       hs->median);
+	const struct result *ss = result_find("burst-class", "qos-burst-stall", 4096, "share");
+	const struct result *sn = result_find("burst-class", "qos-burst-stall-n", 4096, "rate");
+	if (ss && sn)
+		printf("  the sidecore stood still over 1 ms %.1f times a second in that run, "
+		       "%.1f%% of the time\n",
+		       sn->median, ss->median);
+	static const char *const probe[2] = {"stall-idle", "stall-disk"};
+	for (int k = 0; k < 2; k++) {
+		const struct result *p = result_find(probe[k], "qos-stall", 4096, "share");
+		const struct result *pn = result_find(probe[k], "qos-stall-n", 4096, "rate");
+		if (p && pn)
+			printf("  the machine: a thread spinning alone on core A stood still over "
+			       "1 ms "
+			       "%.1f times a second, %.1f%% of the time (longest %.1f ms), %s\n",
+			       pn->median, p->median, pn->p99,
+			       k ? "while core B read the device's file (O_DIRECT, depth 32)"
+				 : "with nothing else running");
+	}
 }
 
 void ratios_qos(void (*target)(const char *, double, double, bool))
@@ -584,6 +682,11 @@ void ratios_qos(void (*target)(const char *, double, double, bool))
 	if (b) /* the share of class requests the I/O host served late, at most 1% */
 		target("QoS: burst class, late in the I/O host / 1% of requests", 100 - b->median,
 		       1.0, true);
+	const struct result *bs =
+		result_find("burst-class", "qos-burst-host-steady", 4096, "share");
+	if (bs) /* ... of them, those late while their sidecore ran */
+		target("QoS: burst class, late outside the sidecore's stalls / 1%", bs->median, 1.0,
+		       true);
 }
 
 int chart_qos(const char *png)

@@ -69,8 +69,8 @@ static int reader(void *arg)
 	while (now_ns() < p->stop || inflight) {
 		struct io_uring_sqe *sqe;
 		while (now_ns() < p->stop && inflight < 32 && (sqe = io_uring_get_sqe(&ring))) {
-			io_uring_prep_read(sqe, fd, (char *)buf + (size_t)(slot++ % 32) * 4096, 4096,
-					   (xorshift(&x) % blocks) * 4096);
+			io_uring_prep_read(sqe, fd, (char *)buf + (size_t)(slot++ % 32) * 4096,
+					   4096, (xorshift(&x) % blocks) * 4096);
 			inflight++;
 		}
 		if (io_uring_submit_and_wait(&ring, 1) < 0) {
