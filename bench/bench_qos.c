@@ -6,10 +6,10 @@
  *   bulk   user nobody (65534): 4 KiB random reads, queue depth 32 (floods)
  *
  * Timeline, in steps of T: gold alone [0,T), both [T,3T), bulk alone
- * [3T,4T); completions counted in 50 ms bins. Four times in the same run,
- * alternating: without QoS, then with gold reserved 80% of what it did
- * alone in the first run, and both again (the disk's own rate drifts over
- * a run; medians over the bins of both). Targets: with QoS, gold's median rate while bulk floods
+ * [3T,4T); completions counted in 50 ms bins. Four times in the same run:
+ * without QoS, with gold reserved 80% of what it did alone in the first
+ * run, with it again, and without (the disk's own rate drifts over a run;
+ * medians over the bins of both of each). Targets: with QoS, gold's median rate while bulk floods
  * within 10% of its reservation (at least 0.9x); alone, each tenant gets what it got without QoS
  * (work-conserving). The device is a 256 MiB file on disk
  * (/var/tmp, or $ZEROLINK_BENCH_QOS_DIR), read with O_DIRECT: the disk is
@@ -415,12 +415,7 @@ static int burst_runs(double T)
 	for (int k = 0; k < 4; k++) {
 		const char *set[3] = {NULL, NULL, NULL};
 		char l0[256], l1[256], l2[256];
-		if (k == 0) {
-			snprintf(l0, sizeof(l0), "untenant %s gold", Q.dev);
-			snprintf(l1, sizeof(l1), "untenant %s bulk", Q.dev);
-			set[0] = l0;
-			set[1] = l1;
-		} else if (k == 2) {
+		if (k == 2) { /* (none are set at k == 0) */
 			snprintf(l0, sizeof(l0), "tenant gold device=%s users=%s reserve=%.0f",
 				 Q.dev, uid, Rsv);
 			snprintf(l1, sizeof(l1), "tenant bulk device=%s users=65534 weight=1",
@@ -479,7 +474,7 @@ static int burst_runs(double T)
 	return 0;
 }
 
-/* Timelines run per setting, alternating (no QoS, QoS, no QoS, QoS): the
+/* Timelines run per setting, in the order no QoS, QoS, QoS, no QoS: the
  * disk's own rate drifts over a run (by 10-20% here), and one pair in a
  * fixed order read that drift as a cost of QoS. */
 #define REPS 2
@@ -539,12 +534,23 @@ void bench_qos(void)
 	int e = stall_probe(T, false);
 	if (!e)
 		e = stall_probe(T, true);
-	for (int k = 0; k < REPS && !e; k++) {
-		if (k > 0)
-			e = tenants(false);
-		progress("qos: two tenants, no QoS (%d of %d)", k + 1, REPS);
+	/* none, QoS, QoS, none: a drift of the disk's rate over the run
+	 * weighs on both alike */
+	bool on = false; /* the tenants are set */
+	for (int k = 0; k < 2 * REPS && !e; k++) {
+		bool with = k % 4 == 1 || k % 4 == 2;
+		int rep = k / 2;
+		if (with != on) {
+			e = tenants(with);
+			on = with;
+		}
+		if (with)
+			progress("qos: two tenants, gold reserved %.0f ops/s (%d of %d)", Rsv,
+				 rep + 1, REPS);
+		else
+			progress("qos: two tenants, no QoS (%d of %d)", rep + 1, REPS);
 		if (!e)
-			e = timeline(T, none[k], &nb);
+			e = timeline(T, with ? qos[rep] : none[rep], &nb);
 		if (k == 0) {
 			/* gold is reserved 80% of what it did alone, more than it
 			 * got without QoS while bulk flooded */
@@ -552,12 +558,9 @@ void bench_qos(void)
 			if (!e && !(Rsv > 0))
 				e = -EIO;
 		}
-		if (!e)
-			e = tenants(true);
-		progress("qos: two tenants, gold reserved %.0f ops/s (%d of %d)", Rsv, k + 1, REPS);
-		if (!e)
-			e = timeline(T, qos[k], &nb);
 	}
+	if (on && !e)
+		e = tenants(false);
 	if (!e && getenv("ZEROLINK_BENCH_QOS_LS"))
 		cli_iohost_call(Q.control, "ls", stderr);
 	int eb = e ? e : burst_runs(T);
