@@ -569,23 +569,21 @@ void bench_qos(void)
 	stop();
 	if (e)
 		return;
-	result_add("none", "qos-gold-alone", 4096, "rate", "kIOPS",
-		   phase(none, REPS, 0, 0, 1, per) / 1e3, 0, 0);
-	result_add("none", "qos-gold-shared", 4096, "rate", "kIOPS",
-		   phase(none, REPS, 0, 1, 3, per) / 1e3, 0, 0);
-	result_add("none", "qos-bulk-shared", 4096, "rate", "kIOPS",
-		   phase(none, REPS, 1, 1, 3, per) / 1e3, 0, 0);
-	result_add("none", "qos-bulk-alone", 4096, "rate", "kIOPS",
-		   phase(none, REPS, 1, 3, 4, per) / 1e3, 0, 0);
+	/* each tenant's median in each phase: which, and its steps */
+	static const struct {
+		const char *test;
+		int w, from, to;
+	} ph[4] = {{"qos-gold-alone", 0, 0, 1},
+		   {"qos-gold-shared", 0, 1, 3},
+		   {"qos-bulk-shared", 1, 1, 3},
+		   {"qos-bulk-alone", 1, 3, 4}};
+	for (int i = 0; i < 4; i++) {
+		result_add("none", ph[i].test, 4096, "rate", "kIOPS",
+			   phase(none, REPS, ph[i].w, ph[i].from, ph[i].to, per) / 1e3, 0, 0);
+		result_add("qos", ph[i].test, 4096, "rate", "kIOPS",
+			   phase(qos, REPS, ph[i].w, ph[i].from, ph[i].to, per) / 1e3, 0, 0);
+	}
 	result_add("qos", "qos-reserve", 4096, "rate", "kIOPS", Rsv / 1e3, 0, 0);
-	result_add("qos", "qos-gold-alone", 4096, "rate", "kIOPS",
-		   phase(qos, REPS, 0, 0, 1, per) / 1e3, 0, 0);
-	result_add("qos", "qos-gold-shared", 4096, "rate", "kIOPS",
-		   phase(qos, REPS, 0, 1, 3, per) / 1e3, 0, 0);
-	result_add("qos", "qos-bulk-shared", 4096, "rate", "kIOPS",
-		   phase(qos, REPS, 1, 1, 3, per) / 1e3, 0, 0);
-	result_add("qos", "qos-bulk-alone", 4096, "rate", "kIOPS",
-		   phase(qos, REPS, 1, 3, 4, per) / 1e3, 0, 0);
 	/* the time series of the first pair, for the chart */
 	snprintf(chart_data, sizeof(chart_data), "/tmp/zl-bench-qos-%d.dat", (int)getpid());
 	FILE *f = fopen(chart_data, "w");
