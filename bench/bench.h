@@ -54,7 +54,8 @@ void pin_to(int which); /* 0: side A core, 1: side B core */
 void sort_u64(uint64_t *v, size_t n);
 double pct_u64(const uint64_t *sorted, size_t n, double p);
 double median_d(double *v, size_t n);
-uint64_t cpu_ns_self(void); /* user+sys of this process */
+uint64_t xorshift64(uint64_t *x); /* the next of a xorshift sequence (x not 0) */
+uint64_t cpu_ns_self(void);       /* user+sys of this process */
 /* Whether --paths asks for the path named label (every path without it). */
 bool path_wanted(const char *label);
 pid_t fork_child(int (*fn)(void *), void *arg, int cpu_side);

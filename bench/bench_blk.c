@@ -146,10 +146,7 @@ static uint64_t off_next(struct offgen *g)
 		g->next = (g->next + g->bs) % (g->blocks * g->bs);
 		return o;
 	}
-	g->x ^= g->x << 13;
-	g->x ^= g->x >> 7;
-	g->x ^= g->x << 17;
-	return (g->x % g->blocks) * g->bs;
+	return (xorshift64(&g->x) % g->blocks) * g->bs;
 }
 
 static void run_done(const struct blk_test *t, uint64_t ops, uint64_t ns, struct lat *l,

@@ -70,14 +70,6 @@ struct tenant_arg {
 	uint64_t every; /* gold bursty: qd requests at once, every this many ns */
 };
 
-static uint64_t rnd(uint64_t *x)
-{
-	*x ^= *x << 13;
-	*x ^= *x >> 7;
-	*x ^= *x << 17;
-	return *x;
-}
-
 struct qos_run {
 	struct tenant_arg *a;
 	uint64_t blocks, x;
@@ -86,8 +78,9 @@ struct qos_run {
 static int qos_next(void *arg, struct zl_blk_req *r)
 {
 	struct qos_run *z = arg;
-	*r = (struct zl_blk_req){
-		.op = ZL_BLK_OP_READ, .len = 4096, .offset = (rnd(&z->x) % z->blocks) * 4096};
+	*r = (struct zl_blk_req){.op = ZL_BLK_OP_READ,
+				 .len = 4096,
+				 .offset = (xorshift64(&z->x) % z->blocks) * 4096};
 	return 0;
 }
 
@@ -119,7 +112,7 @@ static int burst_loop(struct zl_blk_queue *q, struct tenant_arg *a, uint64_t blo
 		for (unsigned i = 0; i < qd; i++)
 			r[i] = (struct zl_blk_req){.op = ZL_BLK_OP_READ,
 						   .len = 4096,
-						   .offset = (rnd(&x) % blocks) * 4096,
+						   .offset = (xorshift64(&x) % blocks) * 4096,
 						   .user_data = now_ns()};
 		for (unsigned sent = 0; sent < qd;) {
 			int n = zl_blk_submit(q, r + sent, qd - sent, 0);

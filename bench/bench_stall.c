@@ -44,14 +44,6 @@ static int spin(void *arg)
 	return 0;
 }
 
-static uint64_t xorshift(uint64_t *x)
-{
-	*x ^= *x << 13;
-	*x ^= *x >> 7;
-	*x ^= *x << 17;
-	return *x;
-}
-
 static int reader(void *arg)
 {
 	const struct probe *p = arg;
@@ -70,7 +62,7 @@ static int reader(void *arg)
 		struct io_uring_sqe *sqe;
 		while (now_ns() < p->stop && inflight < 32 && (sqe = io_uring_get_sqe(&ring))) {
 			io_uring_prep_read(sqe, fd, (char *)buf + (size_t)(slot++ % 32) * 4096,
-					   4096, (xorshift(&x) % blocks) * 4096);
+					   4096, (xorshift64(&x) % blocks) * 4096);
 			inflight++;
 		}
 		if (io_uring_submit_and_wait(&ring, 1) < 0) {
