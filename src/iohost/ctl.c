@@ -295,6 +295,12 @@ static void cmd_prom(struct out *o)
 	for (unsigned i = 0; i < ioh->nsc; i++)
 		outf(o, "zerolink_iohost_sidecore_long_rounds_total{sidecore=\"%u\"} %llu\n", i,
 		     (unsigned long long)zl_read_once(&ioh->sc[i].long_rounds));
+	outf(o, "# HELP zerolink_iohost_sidecore_long_round_seconds_total Time in those "
+		"rounds.\n"
+		"# TYPE zerolink_iohost_sidecore_long_round_seconds_total counter\n");
+	for (unsigned i = 0; i < ioh->nsc; i++)
+		outf(o, "zerolink_iohost_sidecore_long_round_seconds_total{sidecore=\"%u\"} %.6f\n",
+		     i, (double)zl_read_once(&ioh->sc[i].long_round_ns) / 1e9);
 	outf(o, "# HELP zerolink_iohost_sidecore_sleeps_total Times a sidecore went to sleep.\n"
 		"# TYPE zerolink_iohost_sidecore_sleeps_total counter\n");
 	for (unsigned i = 0; i < ioh->nsc; i++)

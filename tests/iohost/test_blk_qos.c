@@ -203,6 +203,10 @@ int main(void)
 		CHECK(strstr(pr, "zerolink_iohost_sidecore_long_rounds_total{sidecore=\"0\"} "));
 		CHECK(!strstr(pr,
 			      "zerolink_iohost_sidecore_long_rounds_total{sidecore=\"0\"} 0\n"));
+		/* the time in them: at least the 5 ms stop */
+		const char *ls_s = strstr(
+			pr, "zerolink_iohost_sidecore_long_round_seconds_total{sidecore=\"0\"} ");
+		CHECK(ls_s && strtod(strchr(ls_s, '}') + 1, NULL) >= 0.004);
 		CHECK(strstr(pr, "zerolink_iohost_qos_burst_late_long_round_total{device=\""));
 		prom_check_grouped(pr);
 		free(pr);
